@@ -1,0 +1,1 @@
+"""Array operations written in JAX."""
