@@ -57,6 +57,8 @@ def get_data_config() -> ml_collections.ConfigDict:
     data.kinetics_videos_dir = ""     # AVA-Kinetics: Kinetics clips as mp4 (one keyframe per clip)
     data.kinetics_train_csv = ""
     data.kinetics_val_csv = ""
+    data.kinetics_val_proposals = ""  # AVA-Kinetics: detections for the Kinetics val keyframes ("" = GT boxes)
+    data.kinetics_val_proposal_threshold = 0.65  # paper: Kinetics detections kept at >= 0.65 at test
     data.fps = 30                     # frame rate of the extracted frames
     data.start_second = 900           # AVA: frame 1 is second 900
     data.num_frames = 32              # 4T frames fed to the model (T x tau = 8 x 8 -> 32 at stride 2)
@@ -110,6 +112,8 @@ def get_train_config() -> ml_collections.ConfigDict:
     sched.warmup_lr = 0.064           # lr at the end of warmup
     sched.warmup_epochs = 1.0
     sched.milestone_epochs = (5.6, 5.8)
+    sched.warmup_steps = -1           # > 0 overrides warmup_epochs (paper's AVA-Kinetics recipe: 9k steps)
+    sched.milestone_steps = ()        # non-empty overrides milestone_epochs (paper: 51k, 53k)
     sched.lr_mults = (0.1, 0.1)
     return train
 
