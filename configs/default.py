@@ -57,7 +57,7 @@ def get_data_config() -> ml_collections.ConfigDict:
     data.kinetics_videos_dir = ""     # AVA-Kinetics: Kinetics clips as mp4 (one keyframe per clip)
     data.kinetics_train_csv = ""
     data.kinetics_val_csv = ""
-    data.kinetics_val_proposals = ""  # AVA-Kinetics: detections for the Kinetics val keyframes ("" = GT boxes)
+    data.kinetics_val_proposals = ""  # AVA-Kinetics: detections for the Kinetics val keyframes ("" = GT)
     data.kinetics_val_proposal_threshold = 0.65  # paper: Kinetics detections kept at >= 0.65 at test
     data.fps = 30                     # frame rate of the extracted frames
     data.start_second = 900           # AVA: frame 1 is second 900
