@@ -1,0 +1,455 @@
+"""Strict readers for the official AVA files: label map (.pbtxt), box CSVs (GT and detections), exclusions.
+
+Every error names the file and the 1-based line. A CSV with bad rows raises one `AvaFormatError` that lists
+each bad row (and nothing else), so a user fixes them all at once and no good row is blamed.
+
+Formats (as distributed by the AVA team and by PySlowFast / LFB for detections):
+  GT:          video_id,timestamp,x1,y1,x2,y2,action_id,person_id     (one row per (box, action))
+  detections:  video_id,timestamp,x1,y1,x2,y2,action_id,score         (action_id empty or -1 for a person box)
+  exclusions:  video_id,timestamp
+Rows of the same (video, timestamp, box) are merged into one box with multi-hot labels, as PySlowFast's
+`parse_bboxes_file` merges rows on the box coordinates.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import os
+import re
+import warnings
+
+import numpy as np
+
+from data_pipelines.frame_index import ava_keyframe_number, count_frames, probe_video
+from data_pipelines.records import FrameSource, KeyframeRecord
+
+# Box coordinates may exceed [0, 1] by this much (rounding in the official files) and are then clamped;
+# anything further out is an error.
+BOX_TOLERANCE = 1e-3
+NUM_CSV_COLUMNS = 8
+_MAX_LISTED_ERRORS = 20
+
+
+class AvaFormatError(ValueError):
+    """A file does not follow the official AVA format; the message names the file and line(s)."""
+
+
+class UnknownActionWarning(UserWarning):
+    """GT rows whose action id is not in the label map were skipped (e.g. the 20 the 60-class map omits)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelMap:
+    """Class ids in file order (not contiguous in AVA) and their names; index_of maps an id to its column."""
+    ids: tuple[int, ...]
+    names: tuple[str, ...]
+    path: str = ""
+    _index: dict = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if len(self.ids) != len(self.names):
+            raise ValueError(f"{self.path}: {len(self.ids)} ids but {len(self.names)} names")
+        object.__setattr__(self, "_index", {action_id: i for i, action_id in enumerate(self.ids)})
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, action_id: int) -> bool:
+        return action_id in self._index
+
+    def index_of(self, action_id: int) -> int:
+        """Column of `action_id` in the multi-hot label vector; KeyError naming the id and the map's file."""
+        try:
+            return self._index[action_id]
+        except KeyError:
+            raise KeyError(f"action id {action_id} is not in the label map {self.path or '(in memory)'} "
+                           f"(ids {min(self.ids)}..{max(self.ids)}, {self.num_classes} classes)") from None
+
+
+_PBTXT_TOKEN = re.compile(r'\s*(?:(#[^\n]*)|("(?:[^"\\]|\\.)*")|([{}:])|([^\s{}:"#]+))')
+
+
+def _pbtxt_tokens(text: str, path: str):
+    """Yields (token, kind, line) for the protobuf text format subset the label maps use."""
+    pos, line = 0, 1
+    while pos < len(text):
+        m = _PBTXT_TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            if text[pos:].strip() == "":
+                return
+            raise AvaFormatError(f"{path}:{line}: cannot parse label map text near {text[pos:pos + 20]!r}")
+        line += text.count("\n", pos, m.start(m.lastindex))
+        comment, string, punct, word = m.groups()
+        if string is not None:
+            yield bytes(string[1:-1], "utf-8").decode("unicode_escape"), "string", line
+        elif punct is not None:
+            yield punct, "punct", line
+        elif word is not None:
+            yield word, "word", line
+        line += text.count("\n", m.start(m.lastindex), m.end())
+        pos = m.end()
+
+
+def read_label_map(path: str) -> LabelMap:
+    """Parses an AVA label map: `item { name: "..." id: N }` (60-class file) or `label { name: "..."
+    label_id: N label_type: T }` (80-class full list). Returns the classes in file order."""
+    with open(path) as f:
+        text = f.read()
+    ids, names, seen = [], [], {}
+    tokens = list(_pbtxt_tokens(text, path))
+    i = 0
+    while i < len(tokens):
+        tok, kind, line = tokens[i]
+        if kind != "word" or i + 1 >= len(tokens) or tokens[i + 1][0] != "{":
+            raise AvaFormatError(f"{path}:{line}: expected 'item {{' or 'label {{', found {tok!r}")
+        block_line, fields = line, {}
+        i += 2
+        while True:
+            if i >= len(tokens):
+                raise AvaFormatError(f"{path}:{block_line}: block opened here is never closed")
+            tok, kind, line = tokens[i]
+            if tok == "}" and kind == "punct":
+                i += 1
+                break
+            if kind != "word" or i + 2 >= len(tokens) or tokens[i + 1][0] != ":":
+                raise AvaFormatError(f"{path}:{line}: expected 'key: value' inside the block, found {tok!r}")
+            fields[tok] = (tokens[i + 2][0], tokens[i + 2][1], tokens[i + 2][2])
+            i += 3
+        name = fields.get("name") or fields.get("display_name")
+        id_field = fields.get("id") or fields.get("label_id")
+        if name is None or id_field is None:
+            raise AvaFormatError(f"{path}:{block_line}: block needs a name and an id (or label_id), "
+                                 f"found keys {sorted(fields)}")
+        try:
+            action_id = int(id_field[0])
+        except ValueError:
+            raise AvaFormatError(f"{path}:{id_field[2]}: id must be an integer, "
+                                 f"found {id_field[0]!r}") from None
+        if action_id in seen:
+            raise AvaFormatError(f"{path}:{id_field[2]}: id {action_id} repeats the id at line "
+                                 f"{seen[action_id]}")
+        seen[action_id] = id_field[2]
+        ids.append(action_id)
+        names.append(name[0])
+    if not ids:
+        raise AvaFormatError(f"{path}: no classes found in the label map")
+    return LabelMap(tuple(ids), tuple(names), path)
+
+
+@dataclasses.dataclass(frozen=True)
+class AvaBox:
+    """One box of one keyframe with all its labels, merged from the CSV rows that share its coordinates."""
+    video_id: str
+    timestamp: int
+    box: tuple[float, float, float, float]   # normalised x1, y1, x2, y2 (clamped to [0, 1])
+    labels: np.ndarray                       # [K] float32 multi-hot over the label map's classes
+    score: float                             # 1.0 for GT, the detector's score for detections
+    person_id: int                           # -1 for detections
+    line: int                                # 1-based line of the box's first row
+    path: str                                # the CSV it came from
+
+
+def _parse_box(fields: list[str]) -> tuple[tuple[float, float, float, float] | None, str]:
+    """Returns (box, "") or (None, reason)."""
+    try:
+        x1, y1, x2, y2 = (float(v) for v in fields)
+    except ValueError:
+        return None, f"box coordinates must be numbers, found {fields}"
+    coords = (x1, y1, x2, y2)
+    if not all(math.isfinite(v) for v in coords):
+        return None, f"box coordinates must be finite, found {fields}"
+    if any(v < -BOX_TOLERANCE or v > 1 + BOX_TOLERANCE for v in coords):
+        return None, f"box {fields} lies outside [0, 1] by more than the rounding tolerance {BOX_TOLERANCE}"
+    if x1 > x2 or y1 > y2:
+        return None, f"box {fields} has x1 > x2 or y1 > y2 (expected x1,y1,x2,y2 with x1 <= x2, y1 <= y2)"
+    return tuple(min(max(v, 0.0), 1.0) for v in coords), ""
+
+
+def read_ava_csv(path: str, label_map: LabelMap, *, with_scores: bool = False) -> list[AvaBox]:
+    """Reads a GT CSV (`with_scores=False`) or a detections CSV (`with_scores=True`) into merged boxes.
+
+    GT rows whose action id is not in the label map are skipped with one counted `UnknownActionWarning`
+    (boxes left with no known label are dropped, and counted); in a detections file an unknown id is an error.
+    Order: the order of first appearance in the file.
+    """
+    errors: list[str] = []
+    skipped_lines: list[int] = []
+    skipped_ids: set[int] = set()
+    merged: dict[tuple, dict] = collections.OrderedDict()
+    with open(path, newline="") as f:
+        for line_no, raw in enumerate(f, start=1):
+            row = raw.strip()
+            if not row:
+                continue
+            fields = [v.strip() for v in row.split(",")]
+            where = f"{path}:{line_no}"
+            if len(fields) != NUM_CSV_COLUMNS:
+                last = "score" if with_scores else "person_id"
+                errors.append(f"{where}: expected {NUM_CSV_COLUMNS} columns (video_id,timestamp,x1,y1,x2,y2,"
+                              f"action_id,{last}), found {len(fields)}: {row!r}")
+                continue
+            video_id = fields[0]
+            if not video_id:
+                errors.append(f"{where}: empty video_id")
+                continue
+            try:
+                timestamp = int(fields[1])
+            except ValueError:
+                errors.append(f"{where}: timestamp must be an integer number of seconds, found {fields[1]!r}")
+                continue
+            box, reason = _parse_box(fields[2:6])
+            if box is None:
+                errors.append(f"{where}: {reason}")
+                continue
+            action_field = fields[6]
+            if with_scores:
+                try:
+                    score = float(fields[7])
+                except ValueError:
+                    score = float("nan")
+                if not math.isfinite(score):
+                    errors.append(f"{where}: score must be a finite number, found {fields[7]!r}")
+                    continue
+                person_id = -1
+            else:
+                score = 1.0
+                try:
+                    person_id = int(fields[7])
+                except ValueError:
+                    errors.append(f"{where}: person_id must be an integer, found {fields[7]!r}")
+                    continue
+            if with_scores and action_field in ("", "-1"):
+                action_id = None            # a person box without action labels
+            else:
+                try:
+                    action_id = int(action_field)
+                except ValueError:
+                    errors.append(f"{where}: action_id must be an integer, found {action_field!r}")
+                    continue
+                if action_id not in label_map:
+                    if with_scores:
+                        errors.append(f"{where}: action id {action_id} is not in the label map "
+                                      f"{label_map.path}")
+                    else:
+                        skipped_lines.append(line_no)
+                        skipped_ids.add(action_id)
+                    # a GT row of an unknown class still declares its box: keep the box, without this label
+            key = (video_id, timestamp, box)
+            entry = merged.get(key)
+            if entry is None:
+                entry = merged[key] = {"labels": set(), "score": score, "person_id": person_id,
+                                       "line": line_no}
+            if action_id is not None and action_id in label_map:
+                entry["labels"].add(label_map.index_of(action_id))
+    if errors:
+        raise AvaFormatError(_bad_rows_message(path, errors))
+
+    boxes, dropped = [], 0
+    for (video_id, timestamp, box), entry in merged.items():
+        if not with_scores and not entry["labels"]:
+            dropped += 1          # every label of this GT box is outside the label map
+            continue
+        labels = np.zeros([label_map.num_classes], np.float32)
+        labels[sorted(entry["labels"])] = 1.0
+        boxes.append(AvaBox(video_id, timestamp, box, labels, entry["score"], entry["person_id"],
+                            entry["line"], path))
+    if skipped_lines:
+        warnings.warn(
+            f"{path}: skipped {len(skipped_lines)} row(s) with action ids not in the label map "
+            f"{label_map.path} (ids {sorted(skipped_ids)}; lines {skipped_lines[:10]}"
+            f"{' ...' if len(skipped_lines) > 10 else ''}); "
+            f"{dropped} box(es) had no other label and were dropped", UnknownActionWarning, stacklevel=2)
+    return boxes
+
+
+def _bad_rows_message(path: str, errors: list[str]) -> str:
+    listed = "\n  ".join(errors[:_MAX_LISTED_ERRORS])
+    more = f"\n  ... and {len(errors) - _MAX_LISTED_ERRORS} more" if len(errors) > _MAX_LISTED_ERRORS else ""
+    return f"{path}: {len(errors)} bad row(s):\n  {listed}{more}"
+
+
+def read_exclusions(path: str) -> set[tuple[str, int]]:
+    """Reads the excluded-timestamps CSV (`video_id,timestamp` rows) into a set of (video_id, timestamp)."""
+    excluded, errors = set(), []
+    with open(path, newline="") as f:
+        for line_no, raw in enumerate(f, start=1):
+            row = raw.strip()
+            if not row:
+                continue
+            fields = [v.strip() for v in row.split(",")]
+            if len(fields) != 2 or not fields[0]:
+                errors.append(f"{path}:{line_no}: expected 2 columns (video_id,timestamp), found {row!r}")
+                continue
+            try:
+                excluded.add((fields[0], int(fields[1])))
+            except ValueError:
+                errors.append(f"{path}:{line_no}: timestamp must be an integer, found {fields[1]!r}")
+    if errors:
+        raise AvaFormatError(_bad_rows_message(path, errors))
+    return excluded
+
+
+# ----------------------------------------------------------------------------------------------------
+# Keyframe records: the files of one split, grouped per (video, timestamp), with their frame source.
+# ----------------------------------------------------------------------------------------------------
+
+KINETICS_VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm")
+
+
+def _resolve(root: str, name: str) -> str:
+    return name if os.path.isabs(name) else os.path.join(root, name)
+
+
+def _select_proposals(boxes: list[AvaBox], threshold: float) -> list[AvaBox]:
+    """Keeps detections with score >= threshold (PySlowFast's `parse_bboxes_file` drops score < threshold)."""
+    return [b for b in boxes if b.score >= threshold]
+
+
+def _group(boxes: list[AvaBox]) -> dict[tuple[str, int], list[AvaBox]]:
+    groups: dict[tuple[str, int], list[AvaBox]] = collections.defaultdict(list)
+    for b in boxes:
+        groups[(b.video_id, b.timestamp)].append(b)
+    return groups
+
+
+def _record(key: tuple[str, int], boxes: list[AvaBox], source: FrameSource,
+            num_classes: int) -> KeyframeRecord:
+    return KeyframeRecord(
+        video_id=key[0], timestamp=key[1],
+        boxes=np.asarray([b.box for b in boxes], np.float32).reshape(-1, 4),
+        labels=np.asarray([b.labels for b in boxes], np.float32).reshape(-1, num_classes),
+        scores=np.asarray([b.score for b in boxes], np.float32),
+        person_ids=np.asarray([b.person_id for b in boxes], np.int32),
+        source=source)
+
+
+def _ava_sources(groups, frames_root: str, start_second: int, fps: int) -> dict[tuple[str, int], FrameSource]:
+    """Frame folder and keyframe number per keyframe; errors name the CSV, line, video and frames found."""
+    counts: dict[str, int] = {}
+    sources = {}
+    for key, boxes in groups.items():
+        video_id, timestamp = key
+        first = min(boxes, key=lambda b: b.line)
+        frames_dir = os.path.join(frames_root, video_id)
+        if video_id not in counts:
+            if not os.path.isdir(frames_dir):
+                raise FileNotFoundError(f"{first.path}:{first.line}: frame folder {frames_dir} of video "
+                                        f"{video_id!r} does not exist (tools/extract_frames.py writes it)")
+            counts[video_id] = count_frames(frames_dir)
+        n = counts[video_id]
+        k = ava_keyframe_number(timestamp, start_second, fps)
+        if not 1 <= k <= n:
+            raise ValueError(f"{first.path}:{first.line}: timestamp {timestamp} of video {video_id!r} is "
+                             f"outside the video: its keyframe would be frame {k}, but {frames_dir} has "
+                             f"{n} frames (frame 1 = second {start_second}, {fps} fps)")
+        sources[key] = FrameSource(frames_dir=frames_dir, keyframe_index=k, num_frames=n)
+    return sources
+
+
+def _kinetics_clips(videos_dir: str) -> dict[str, tuple[str, int, int]]:
+    """youtube_id -> (path, start, end) from clip files named `<youtube_id>_<start:06d>_<end:06d>.mp4`."""
+    if not os.path.isdir(videos_dir):
+        raise FileNotFoundError(f"Kinetics videos folder {videos_dir} (data.kinetics_videos_dir) "
+                                "does not exist")
+    clips = {}
+    for name in sorted(os.listdir(videos_dir)):
+        stem, ext = os.path.splitext(name)
+        parts = stem.rsplit("_", 2)   # YouTube ids may contain '_': split from the right
+        if ext not in KINETICS_VIDEO_EXTENSIONS or len(parts) != 3 or not (parts[1] + parts[2]).isdigit():
+            continue
+        clips[parts[0]] = (os.path.join(videos_dir, name), int(parts[1]), int(parts[2]))
+    return clips
+
+
+def _kinetics_sources(groups, videos_dir: str, frames_root: str, fps: int,
+                      skip_missing: bool) -> dict[tuple[str, int], FrameSource]:
+    """Frame source per Kinetics keyframe: the clip's frame folder if extracted (`<frames>/<clip stem>`, at
+    `fps`), else the mp4 itself, keyframe at (t - clip start) seconds into the clip."""
+    clips = _kinetics_clips(videos_dir)
+    sources, missing = {}, []
+    for key, boxes in groups.items():
+        video_id, timestamp = key
+        first = min(boxes, key=lambda b: b.line)
+        if video_id not in clips:
+            if skip_missing:
+                missing.append(video_id)
+                continue
+            raise FileNotFoundError(f"{first.path}:{first.line}: no clip {video_id}_<start>_<end>.mp4 for "
+                                    f"video {video_id!r} in {videos_dir}")
+        path, start, end = clips[video_id]
+        if not start <= timestamp <= end:
+            raise ValueError(f"{first.path}:{first.line}: timestamp {timestamp} of video {video_id!r} is "
+                             f"outside its clip {path} (seconds {start}..{end})")
+        frames_dir = os.path.join(frames_root, os.path.splitext(os.path.basename(path))[0])
+        if os.path.isdir(frames_dir):
+            n = count_frames(frames_dir)
+            k = min(round((timestamp - start) * fps) + 1, n)
+            sources[key] = FrameSource(frames_dir=frames_dir, keyframe_index=k, num_frames=n)
+            continue
+        n, clip_fps = probe_video(path)
+        k = min(round((timestamp - start) * clip_fps), n - 1)   # t == end rounds to one past the last frame
+        sources[key] = FrameSource(video_path=path, keyframe_index=k, num_frames=n)
+    if missing:
+        warnings.warn(f"{videos_dir}: {len(missing)} Kinetics clip(s) not found, their keyframes skipped "
+                      f"(e.g. {missing[:5]})", stacklevel=3)
+    return sources
+
+
+def load_keyframe_records(data_config, split: str, *, skip_missing_kinetics: bool = False
+                          ) -> list[KeyframeRecord]:
+    """All keyframes of a split with their boxes, labels and frame source, sorted by (video_id, timestamp).
+
+    train: GT boxes, plus the training proposals with score >= `train_proposal_threshold` as extra boxes with
+           their labels as given (the reference's `ava_train_v2.2_with_fair_0.9` set).
+    val:   proposals with score >= `val_proposal_threshold` (GT when `val_proposals` is ""), excluded
+           keyframes dropped. AVA-Kinetics adds the Kinetics keyframes of `kinetics_{train,val}_csv` (GT;
+           at val the `kinetics_val_proposals` above `kinetics_val_proposal_threshold` when given).
+    `data_config` is config.data of configs/default.py; file names are relative to `data_config.root`.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if data_config.dataset not in ("synthetic", "ava", "ava_kinetics"):
+        raise ValueError(f"data.dataset must be 'synthetic', 'ava' or 'ava_kinetics', "
+                         f"got {data_config.dataset!r}")
+    root = data_config.root
+    label_map = read_label_map(_resolve(root, data_config.label_map))
+    if split == "train":
+        boxes = read_ava_csv(_resolve(root, data_config.train_csv), label_map)
+        if data_config.train_proposals:
+            proposals = read_ava_csv(_resolve(root, data_config.train_proposals), label_map, with_scores=True)
+            boxes += _select_proposals(proposals, data_config.train_proposal_threshold)
+    elif data_config.val_proposals:
+        proposals = read_ava_csv(_resolve(root, data_config.val_proposals), label_map, with_scores=True)
+        boxes = _select_proposals(proposals, data_config.val_proposal_threshold)
+    else:
+        boxes = read_ava_csv(_resolve(root, data_config.val_csv), label_map)
+    groups = _group(boxes)
+    if split == "val" and data_config.exclusions:
+        excluded = read_exclusions(_resolve(root, data_config.exclusions))
+        groups = {k: v for k, v in groups.items() if k not in excluded}
+    frames_root = _resolve(root, data_config.frames_dir)
+    sources = _ava_sources(groups, frames_root, data_config.start_second, data_config.fps)
+
+    if data_config.dataset == "ava_kinetics":
+        csv_name = data_config.kinetics_train_csv if split == "train" else data_config.kinetics_val_csv
+        if not csv_name or not data_config.kinetics_videos_dir:
+            raise ValueError(f"data.dataset 'ava_kinetics' needs data.kinetics_{split}_csv and "
+                             f"data.kinetics_videos_dir")
+        if split == "val" and data_config.kinetics_val_proposals:
+            proposals = read_ava_csv(_resolve(root, data_config.kinetics_val_proposals), label_map,
+                                     with_scores=True)
+            kinetics = _group(_select_proposals(proposals, data_config.kinetics_val_proposal_threshold))
+        else:
+            kinetics = _group(read_ava_csv(_resolve(root, csv_name), label_map))
+        overlap = sorted(set(kinetics) & set(groups))
+        if overlap:
+            raise ValueError(f"{csv_name}: keyframes {overlap[:3]} also appear in the AVA files")
+        kinetics_sources = _kinetics_sources(kinetics, _resolve(root, data_config.kinetics_videos_dir),
+                                             frames_root, data_config.fps, skip_missing_kinetics)
+        groups.update({k: kinetics[k] for k in kinetics_sources})
+        sources.update(kinetics_sources)
+
+    return [_record(key, groups[key], sources[key], label_map.num_classes) for key in sorted(groups)]
