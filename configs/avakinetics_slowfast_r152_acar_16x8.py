@@ -1,0 +1,19 @@
+"""AVA-Kinetics v1.0, SlowFast R152 16x8 + ACAR head (Kinetics-700 pre-training 66.1 top-1, paper).
+
+64 frames in at stride 2 with alpha 4, as `avakinetics_slowfast_r101_acar_16x8.py` explains.
+  python run.py --config=configs/avakinetics_slowfast_r152_acar_16x8.py --workdir=runs/avak_r152_acar_16x8
+"""
+
+import ml_collections
+
+from configs import avakinetics_slowfast_r152_acar
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """R152 16x8 ACAR on AVA-Kinetics."""
+    config = avakinetics_slowfast_r152_acar.get_config()
+    config.data.num_frames = 64           # 4T with T = 16
+    config.data.frame_stride = 2          # tau / alpha = 8 / 4
+    config.model.backbone.alpha = 4       # slow pathway: 16 frames
+    config.checkpoint.init_from = "pretrained/SLOWFAST_R152_16x8_K700"
+    return config
