@@ -69,14 +69,14 @@ def write_frames(frames_dir: pathlib.Path, num_frames: int) -> None:
 
 
 def write_video(path: pathlib.Path, num_frames: int, fps: int = 10, size: tuple[int, int] = (32, 48)) -> None:
-    """An mp4 whose frame i is flat grey at level 10 * i (a counter readable after lossy coding)."""
+    """An mp4 whose frame i is flat grey at level 20 * i (a counter readable after lossy coding)."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.height, stream.width = size
         stream.pix_fmt = "yuv420p"
         stream.options = {"qscale": "2"}
         for i in range(num_frames):
-            img = np.full([*size, 3], min(10 * i, 255), np.uint8)
+            img = np.full([*size, 3], min(20 * i, 255), np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

@@ -229,3 +229,45 @@ def test_no_warning_on_clean_files(tmp_path, label_map):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_ava_csv(fx.write(tmp_path / "gt.csv", fx.GT_TRAIN), label_map)
+
+
+# ------------------------------------------------------------------------------------------- AVA-Kinetics
+
+def _kinetics_root(tmp_path, kinetics_rows: str):
+    fx.write_ava_root(tmp_path)
+    (tmp_path / "kinetics").mkdir()
+    # a YouTube id with '_' and '-', seconds 10..12 of its video, 2 s at 10 fps
+    fx.write_video(tmp_path / "kinetics" / "ab_cd-EF_000010_000012.mp4", num_frames=20, fps=10)
+    fx.write(tmp_path / "kinetics_train_v1.0.csv", kinetics_rows)
+    return fx.data_config(tmp_path, dataset="ava_kinetics", kinetics_videos_dir="kinetics",
+                          kinetics_train_csv="kinetics_train_v1.0.csv")
+
+
+def test_kinetics_keyframe_from_the_clip_file(tmp_path):
+    config = _kinetics_root(tmp_path, "ab_cd-EF,11,0.1,0.2,0.5,0.9,12,0\nab_cd-EF,11,0.1,0.2,0.5,0.9,80,0\n")
+    records = load_keyframe_records(config, "train")
+    kinetics = [r for r in records if r.video_id == "ab_cd-EF"]
+    assert len(records) == 4 and len(kinetics) == 1
+    src = kinetics[0].source
+    # second 11 of the YouTube video is 1 s into the clip [10, 12]: decoded frame 10 of 20 (0-based)
+    assert src.video_path.endswith("ab_cd-EF_000010_000012.mp4") and not src.frames_dir
+    assert (src.keyframe_index, src.num_frames) == (10, 20)
+    assert kinetics[0].labels.sum() == 2
+
+
+def test_kinetics_timestamp_outside_the_clip(tmp_path):
+    config = _kinetics_root(tmp_path, "ab_cd-EF,13,0.1,0.2,0.5,0.9,12,0\n")
+    csv = re.escape(str(tmp_path / "kinetics_train_v1.0.csv"))
+    with pytest.raises(ValueError, match=f"{csv}:1: timestamp 13 of video 'ab_cd-EF' is outside its clip .*"
+                                         "seconds 10..12"):
+        load_keyframe_records(config, "train")
+
+
+def test_kinetics_missing_clip(tmp_path):
+    config = _kinetics_root(tmp_path, "ab_cd-EF,11,0.1,0.2,0.5,0.9,12,0\nzz,5,0.1,0.2,0.5,0.9,12,0\n")
+    csv = re.escape(str(tmp_path / "kinetics_train_v1.0.csv"))
+    with pytest.raises(FileNotFoundError, match=f"{csv}:2: no clip zz_<start>_<end>.mp4"):
+        load_keyframe_records(config, "train")
+    with pytest.warns(UserWarning, match="1 Kinetics clip"):
+        records = load_keyframe_records(config, "train", skip_missing_kinetics=True)
+    assert [r.video_id for r in records] == ["-5KQ66BBWC4", "-5KQ66BBWC4", "1j20qq1JyX4", "ab_cd-EF"]
