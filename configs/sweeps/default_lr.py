@@ -1,0 +1,15 @@
+"""Peak learning rate x seed on the default synthetic job (6 runs).
+
+  python tools/sweep.py --sweep=configs/sweeps/default_lr.py --base_config=configs/default.py \
+      --workdir_root=runs/sweep_default_lr [--dry_run]
+"""
+
+from configs.sweeps import product
+
+
+def get_sweep() -> list[dict[str, object]]:
+    """warmup_lr is the rate after warmup (the reference's and the paper's "base lr")."""
+    return product({
+        "train.schedule.warmup_lr": [0.032, 0.064, 0.128],
+        "seed": [0, 1],
+    })
