@@ -1,0 +1,499 @@
+"""tf.data: keyframe records -> decoded frames -> transforms -> padded, batched examples (acar_jax/batch.py).
+
+The chain, top to bottom:
+  records -> static plan (frame size, resized size, spatial bucket, N_max bucket per keyframe)
+          -> per-epoch batch plan, a pure function of (seed, epoch): shuffle, batch within (spatial, box)
+             buckets
+          -> this host's slice of every global batch (Python generator of example specs)
+          -> tf.data map: read + decode JPEGs (or an mp4), resize short side, flip, normalise, pad; box law
+          -> batch -> prefetch -> numpy.
+Because the plan is index-based, the iterator's state is just the global step: `iterator(start_step=k)`
+yields what an uninterrupted iterator yields from step k on, without decoding the skipped batches.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from collections.abc import Iterator, Sequence
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from data_pipelines import frame_index, transforms
+from data_pipelines.records import KeyframeRecord
+
+Size = tuple[int, int]
+
+
+# ----------------------------------------------------------------------------------------------- buckets
+
+def box_bucket(num_boxes: int, box_buckets: Sequence[int]) -> int:
+    """The smallest N_max bucket holding `num_boxes` (a keyframe is never split or truncated)."""
+    for n_max in sorted(box_buckets):
+        if num_boxes <= n_max:
+            return int(n_max)
+    raise ValueError(f"{num_boxes} boxes exceed the largest N_max bucket {max(box_buckets)} "
+                     f"(config.data.box_buckets={tuple(box_buckets)})")
+
+
+def spatial_buckets(records_or_sizes: Sequence[KeyframeRecord] | Sequence[Size],
+                    data_config: ml_collections.ConfigDict, scale: int) -> tuple[Size, ...]:
+    """Padded (H, W) sizes at short side `scale`, smallest area first (design.md "Static shapes").
+
+    `records_or_sizes`: keyframe records (their frame sizes are probed) or original (height, width) sizes.
+    `config.data.spatial_buckets` (given at `short_side`) is rescaled to `scale` so that every clip that fits
+    a bucket at `short_side` fits it at `scale`. Otherwise buckets come from the index: each exact resized
+    size is its own bucket while there are at most `max_spatial_buckets` of them (nothing is padded, as in the
+    reference); beyond that, per orientation, the clips sorted by long side are cut into equal-count groups,
+    each padded to its largest member (aspect-ratio buckets).
+    """
+    if data_config.spatial_buckets:
+        short = int(data_config.short_side)
+
+        def rescale(x: int) -> int:
+            # A side equal to the short side stays the short side. A long side L (short side S) fits x at
+            # `short` iff int(short * L / S) <= x, i.e. L / S < (x + 1) / short; keep that bound at `scale`.
+            return scale if x == short else _ceil_div(scale * (x + 1), short) - 1
+
+        scaled = {(rescale(h), rescale(w)) for h, w in data_config.spatial_buckets}
+        return tuple(sorted(scaled, key=lambda hw: (hw[0] * hw[1], hw)))
+    sizes = [_original_size(item) for item in records_or_sizes]
+    resized = [transforms.resized_hw(h, w, scale) for h, w in sizes]
+    distinct = sorted(set(resized))
+    budget = int(data_config.max_spatial_buckets)
+    if len(distinct) <= budget:
+        return tuple(sorted(distinct, key=lambda hw: (hw[0] * hw[1], hw)))
+    landscape = sorted((hw for hw in resized if hw[0] <= hw[1]), key=lambda hw: (hw[1], hw[0]))
+    portrait = sorted((hw for hw in resized if hw[0] > hw[1]), key=lambda hw: (hw[0], hw[1]))
+    if not portrait:
+        k_land = budget
+    elif not landscape:
+        k_land = 0
+    else:
+        k_land = min(budget - 1, max(1, round(budget * len(set(landscape)) / len(distinct))))
+    buckets = _quantile_buckets(landscape, k_land) | _quantile_buckets(portrait, budget - k_land)
+    return tuple(sorted(buckets, key=lambda hw: (hw[0] * hw[1], hw)))
+
+
+def assign_spatial_bucket(hw: Size, buckets: Sequence[Size]) -> Size:
+    """The smallest-area bucket that holds a resized clip of size `hw`; ValueError if none does."""
+    fits = [b for b in buckets if hw[0] <= b[0] and hw[1] <= b[1]]
+    if not fits:
+        raise ValueError(f"resized clip of size {hw} fits no spatial bucket of {tuple(buckets)}")
+    return min(fits, key=lambda b: (b[0] * b[1], b))
+
+
+def _quantile_buckets(sizes: list[Size], k: int) -> set[Size]:
+    if not sizes or k <= 0:
+        return set()
+    cuts = np.linspace(0, len(sizes), k + 1).round().astype(int)
+    out = set()
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        if hi > lo:
+            chunk = np.asarray(sizes[lo:hi])
+            out.add((int(chunk[:, 0].max()), int(chunk[:, 1].max())))
+    return out
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# ------------------------------------------------------------------------------------ frame sources
+
+@functools.lru_cache(maxsize=65536)
+def _probe_size(frames_dir: str, video_path: str, keyframe_index: int) -> Size:
+    """(height, width) of a video's frames, read from one JPEG header or the mp4 stream (no full decode)."""
+    if video_path:
+        import av  # noqa: PLC0415 (only Kinetics clips need PyAV)
+        try:
+            with av.open(video_path) as container:
+                stream = container.streams.video[0]
+                return int(stream.codec_context.height), int(stream.codec_context.width)
+        except (OSError, IndexError, av.error.FFmpegError) as e:
+            raise ValueError(f"cannot read the video stream size of {video_path}: {e}") from e
+    from PIL import Image  # noqa: PLC0415
+    path = frame_index.frame_paths(frames_dir, [keyframe_index])[0]
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except OSError as e:
+        raise frame_index.FrameReadError(f"cannot read the JPEG header of frame {path}: {e}") from e
+    return int(height), int(width)
+
+
+def _original_size(item: KeyframeRecord | Size) -> Size:
+    if isinstance(item, KeyframeRecord):
+        src = item.source
+        return _probe_size(src.frames_dir, src.video_path, src.keyframe_index if src.frames_dir else 0)
+    h, w = item
+    return int(h), int(w)
+
+
+def _frame_indices(record: KeyframeRecord, data_config: ml_collections.ConfigDict) -> np.ndarray:
+    """AVA: 1-based frame numbers, the reference's looping window; Kinetics: 0-based decoded indices, the
+    paper's last 4T frames near the end."""
+    src = record.source
+    kinetics = bool(src.video_path)
+    return np.asarray(frame_index.clip_frame_indices(
+        src.keyframe_index, int(data_config.num_frames), int(data_config.frame_stride), src.num_frames,
+        policy="last" if kinetics else "loop", first_index=0 if kinetics else 1), np.int64)
+
+
+def _decode_video_frames(video_path: bytes, indices: np.ndarray) -> np.ndarray:
+    """py side of the mp4 branch: decode the whole clip with PyAV, pick `indices` -> [T, H, W, 3] uint8."""
+    frames = frame_index.decode_video(video_path.decode())
+    return np.ascontiguousarray(np.asarray(frames)[indices], dtype=np.uint8)
+
+
+# -------------------------------------------------------------------------------------------- plan
+
+@dataclasses.dataclass(frozen=True)
+class _Item:
+    """The static plan of one keyframe: its resized size, padded size and box bucket."""
+    record: KeyframeRecord
+    resize_hw: Size
+    pad_hw: Size
+    n_max: int
+
+    @property
+    def bucket(self) -> tuple[Size, int]:
+        return self.pad_hw, self.n_max
+
+
+def _keyframe_name(record: KeyframeRecord) -> str:
+    return f"keyframe {record.video_id},{record.timestamp}"
+
+
+def _plan_items(records: Sequence[KeyframeRecord], data_config: ml_collections.ConfigDict, scale: int,
+                num_classes: int | None) -> list[_Item]:
+    """Assigns every keyframe its buckets; errors name the keyframe."""
+    seen: dict[tuple[str, int], int] = {}
+    for i, rec in enumerate(records):
+        key = (rec.video_id, int(rec.timestamp))
+        if key in seen:
+            raise ValueError(f"{_keyframe_name(rec)} appears in records {seen[key]} and {i}; a keyframe "
+                             "must be one record holding all its boxes")
+        seen[key] = i
+        if rec.boxes.ndim != 2 or rec.boxes.shape[1] != 4:
+            raise ValueError(f"{_keyframe_name(rec)}: boxes must be [n, 4], got {rec.boxes.shape}")
+        if num_classes is not None and rec.labels.shape != (rec.num_boxes, num_classes):
+            raise ValueError(f"{_keyframe_name(rec)}: labels must be [n, K] = [{rec.num_boxes}, "
+                             f"{num_classes}], got {rec.labels.shape}")
+    buckets = spatial_buckets(records, data_config, scale)
+    items = []
+    for rec in records:
+        h, w = _original_size(rec)
+        resize_hw = transforms.resized_hw(h, w, scale)
+        try:
+            pad_hw = assign_spatial_bucket(resize_hw, buckets)
+            n_max = box_bucket(rec.num_boxes, data_config.box_buckets)
+        except ValueError as e:
+            raise ValueError(f"{_keyframe_name(rec)} (frames {h}x{w}, {rec.num_boxes} boxes): {e}") from e
+        items.append(_Item(rec, resize_hw, pad_hw, n_max))
+    return items
+
+
+def _host_slice(batch_size: int, process_index: int, process_count: int) -> slice:
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} must be in [0, process_count={process_count})")
+    if batch_size % process_count:
+        raise ValueError(f"batch size {batch_size} is not divisible by process_count={process_count}")
+    per_host = batch_size // process_count
+    return slice(process_index * per_host, (process_index + 1) * per_host)
+
+
+# ------------------------------------------------------------------------------------ tf.data stage
+
+class _ClipLoader:
+    """Builds the tf.data map from example specs to padded examples (train or one eval view)."""
+
+    def __init__(self, data_config: ml_collections.ConfigDict, num_classes: int, *, train: bool,
+                 flip: bool = False, has_video: bool = False):
+        self.config = data_config
+        self.num_frames = int(data_config.num_frames)
+        self.num_classes = num_classes
+        self.train = train
+        self.flip = flip
+        self.has_video = has_video
+
+    def spec(self) -> dict[str, tf.TensorSpec]:
+        t, k = self.num_frames, self.num_classes
+        return {
+            "paths": tf.TensorSpec([t], tf.string),
+            "video_path": tf.TensorSpec([], tf.string),
+            "frame_idx": tf.TensorSpec([t], tf.int64),
+            "resize_hw": tf.TensorSpec([2], tf.int32),
+            "pad_hw": tf.TensorSpec([2], tf.int32),
+            "boxes": tf.TensorSpec([None, 4], tf.float32),
+            "real": tf.TensorSpec([None], tf.bool),
+            "labels": tf.TensorSpec([None, k], tf.float32),
+            "key": tf.TensorSpec([2], tf.int64),
+            "filler": tf.TensorSpec([], tf.bool),
+            "video_id": tf.TensorSpec([], tf.string),
+            "timestamp": tf.TensorSpec([], tf.int32),
+        }
+
+    def example(self, item: _Item | None, key: tuple[int, int] = (0, 0), *,
+                filler_bucket: tuple[Size, int] | None = None) -> dict[str, np.ndarray]:
+        """The host-side spec of one example (a filler clip when `item` is None)."""
+        t, k = self.num_frames, self.num_classes
+        if item is None:
+            (pad_hw, n_max) = filler_bucket
+            return {"paths": np.full([t], b""), "video_path": np.bytes_(b""),
+                    "frame_idx": np.zeros([t], np.int64),
+                    "resize_hw": np.asarray(pad_hw, np.int32), "pad_hw": np.asarray(pad_hw, np.int32),
+                    "boxes": np.zeros([n_max, 4], np.float32), "real": np.zeros([n_max], bool),
+                    "labels": np.zeros([n_max, k], np.float32), "key": np.zeros([2], np.int64),
+                    "filler": np.bool_(True), "video_id": np.bytes_(b""), "timestamp": np.int32(0)}
+        rec = item.record
+        indices = _frame_indices(rec, self.config)
+        n = rec.num_boxes
+        boxes = np.zeros([item.n_max, 4], np.float32)
+        boxes[:n] = rec.boxes
+        labels = np.zeros([item.n_max, k], np.float32)
+        labels[:n] = rec.labels
+        real = np.arange(item.n_max) < n
+        if rec.source.video_path:
+            paths = np.full([t], b"")
+        else:
+            paths = np.asarray([p.encode() for p in frame_index.frame_paths(rec.source.frames_dir, indices)])
+        return {"paths": paths, "video_path": np.bytes_(rec.source.video_path.encode()),
+                "frame_idx": indices, "resize_hw": np.asarray(item.resize_hw, np.int32),
+                "pad_hw": np.asarray(item.pad_hw, np.int32), "boxes": boxes, "real": real, "labels": labels,
+                "key": np.asarray(key, np.int64), "filler": np.bool_(False),
+                "video_id": np.bytes_(rec.video_id.encode()), "timestamp": np.int32(rec.timestamp)}
+
+    def _decode(self, ex: dict[str, tf.Tensor]) -> tf.Tensor:
+        def jpegs():
+            return tf.map_fn(lambda p: tf.io.decode_jpeg(tf.io.read_file(p), channels=3), ex["paths"],
+                             fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+
+        if not self.has_video:
+            return jpegs()
+
+        def video():
+            frames = tf.numpy_function(_decode_video_frames, [ex["video_path"], ex["frame_idx"]], tf.uint8)
+            return tf.ensure_shape(frames, [self.num_frames, None, None, 3])
+
+        return tf.cond(tf.strings.length(ex["video_path"]) > 0, video, jpegs)
+
+    def __call__(self, ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        cfg = self.config
+        if self.train:
+            boxes, keep, flip = transforms.augment_boxes(ex["boxes"], ex["key"], hflip=bool(cfg.hflip),
+                                                         jitter=float(cfg.box_jitter))
+        else:
+            boxes, keep = transforms.clamp_boxes(ex["boxes"])
+            flip = tf.constant(self.flip)
+            if self.flip:
+                boxes = transforms.flip_boxes(boxes)
+        mask = tf.logical_and(keep, ex["real"])
+        boxes = tf.where(mask[:, None], boxes, 0.0)
+        labels = tf.where(mask[:, None], ex["labels"], 0.0)
+
+        def real_clip():
+            clip = transforms.resize_clip(self._decode(ex), ex["resize_hw"])
+            clip = tf.cond(flip, lambda: transforms.flip_clip(clip), lambda: clip)
+            clip = transforms.normalize_clip(clip, float(cfg.pixel_scale), tuple(cfg.mean), tuple(cfg.std))
+            return transforms.pad_clip(clip, ex["pad_hw"])
+
+        def filler_clip():
+            return tf.zeros(tf.concat([[self.num_frames], ex["pad_hw"], [3]], 0), tf.float32)
+
+        clips = tf.cond(ex["filler"], filler_clip, real_clip)
+        out = {"clips": tf.ensure_shape(clips, [self.num_frames, None, None, 3]), "boxes": boxes,
+               "box_mask": mask, "valid_hw": ex["resize_hw"], "labels": labels}
+        if not self.train:
+            out.update(video_id=ex["video_id"], timestamp=ex["timestamp"],
+                       orig_boxes=tf.where(ex["real"][:, None], ex["boxes"], 0.0),
+                       clip_mask=tf.logical_not(ex["filler"]))
+        return out
+
+    def dataset(self, examples, batch_size: int) -> tf.data.Dataset:
+        """examples: a zero-argument callable returning an iterator of example specs, in batch order."""
+        ds = tf.data.Dataset.from_generator(examples, output_signature=self.spec())
+        ds = ds.map(self, num_parallel_calls=int(self.config.num_parallel_calls), deterministic=True)
+        ds = ds.batch(batch_size)
+        options = tf.data.Options()
+        options.deterministic = True
+        return ds.with_options(options).prefetch(int(self.config.prefetch))
+
+
+def _diagnose(items: Sequence[_Item], data_config: ml_collections.ConfigDict, error: Exception) -> Exception:
+    """Turns a tf error of a batch into one naming the frame file or video at fault (re-read in order)."""
+    for item in items:
+        src = item.record.source
+        where = _keyframe_name(item.record)
+        try:
+            if src.video_path:
+                frame_index.decode_video(src.video_path)
+                continue
+            for path in frame_index.frame_paths(src.frames_dir, _frame_indices(item.record, data_config)):
+                frame_index.read_frame(path)
+                try:  # PIL may accept what TF's decoder refuses
+                    tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+                except tf.errors.OpError as e:
+                    raise frame_index.FrameReadError(f"cannot decode frame {path}: {e.message}") from None
+        except (FileNotFoundError, frame_index.FrameReadError) as e:
+            return type(e)(f"{e} ({where})")
+    names = ", ".join(_keyframe_name(it.record) for it in items)
+    return RuntimeError(f"input pipeline failed on a batch of [{names}]: {error}")
+
+
+def _to_host(batch: dict) -> dict[str, np.ndarray]:
+    if "video_id" in batch:
+        batch["video_id"] = np.asarray([v.decode() for v in batch["video_id"]], dtype=object)
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+class TrainInput:
+    """Training input: endless, shuffled, bucketed host-local batches whose state is the global step.
+
+    Every host builds the same plan from all records and yields its `global_batch_size // process_count`
+    slice of every global batch, so all hosts agree on each step's (spatial, box) bucket and shapes.
+    Epoch e's order is `default_rng((seed, e)).permutation`; batches are emitted per bucket as they fill in
+    that order; a bucket's remainder is dropped, so `steps_per_epoch = sum_b floor(n_b / global_batch_size)`
+    is the same for every epoch. Flip and jitter of record r in epoch e come from the stateless key
+    (seed, e * 2**32 + r).
+    """
+
+    def __init__(self, records: Sequence[KeyframeRecord], data_config: ml_collections.ConfigDict, *,
+                 global_batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
+                 num_classes: int):
+        if global_batch_size < 1:
+            raise ValueError(f"global_batch_size must be >= 1, got {global_batch_size}")
+        self._slice = _host_slice(global_batch_size, process_index, process_count)
+        self.global_batch_size = int(global_batch_size)
+        self.host_batch_size = global_batch_size // process_count
+        self.seed = int(seed)
+        self.config = data_config
+        self.items = _plan_items(list(records), data_config, int(data_config.short_side), num_classes)
+        self._groups: dict[tuple[Size, int], int] = collections.Counter(it.bucket for it in self.items)
+        self.steps_per_epoch = sum(n // global_batch_size for n in self._groups.values())
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"no (spatial, box) bucket holds a full global batch of {global_batch_size}: "
+                             f"bucket sizes {dict(self._groups)} from {len(self.items)} keyframes")
+        self._loader = _ClipLoader(data_config, num_classes, train=True,
+                                   has_video=any(it.record.source.video_path for it in self.items))
+
+    @property
+    def buckets(self) -> tuple[tuple[Size, int], ...]:
+        """The ((H, W), N_max) shapes this input can yield (the programs a train step compiles)."""
+        return tuple(sorted(b for b, n in self._groups.items() if n >= self.global_batch_size))
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 (one instance per run; the cache is the current epoch's plan)
+    def epoch_plan(self, epoch: int) -> tuple[np.ndarray, ...]:
+        """Epoch `epoch`'s global batches: `steps_per_epoch` arrays of record indices, from (seed, epoch)."""
+        order = np.random.default_rng((self.seed, epoch)).permutation(len(self.items))
+        pending: dict[tuple[Size, int], list[int]] = collections.defaultdict(list)
+        batches = []
+        for r in order:
+            bucket = pending[self.items[r].bucket]
+            bucket.append(int(r))
+            if len(bucket) == self.global_batch_size:
+                batches.append(np.asarray(bucket))
+                bucket.clear()
+        return tuple(batches)
+
+    def step_records(self, step: int) -> tuple[int, np.ndarray]:
+        """(epoch, this host's record indices) of global step `step`."""
+        epoch, i = divmod(step, self.steps_per_epoch)
+        return epoch, self.epoch_plan(epoch)[i][self._slice]
+
+    def _examples(self, start_step: int):
+        step = start_step
+        while True:
+            epoch, indices = self.step_records(step)
+            for r in indices:
+                yield self._loader.example(self.items[r], (self.seed, (epoch << 32) + int(r)))
+            step += 1
+
+    def iterator(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """Host-local batches from global step `start_step` on (the keys of acar_jax.batch.TRAIN_KEYS)."""
+        if start_step < 0:
+            raise ValueError(f"start_step must be >= 0, got {start_step}")
+        ds = self._loader.dataset(lambda: self._examples(start_step), self.host_batch_size)
+        items_of = lambda s: [self.items[r] for r in self.step_records(s)[1]]
+        yield from _checked(ds, items_of, self.config, start_step)
+
+
+def _checked(ds: tf.data.Dataset, items_of_step, data_config, start_step: int) -> Iterator[dict]:
+    """Iterates `ds` as numpy, re-raising a tf error of batch s as one naming the file at fault."""
+    it = ds.as_numpy_iterator()
+    step = start_step
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            raise _diagnose(items_of_step(step), data_config, e) from e
+        yield _to_host(batch)
+        step += 1
+
+
+# ----------------------------------------------------------------------------------------------- eval
+
+class EvalBatches:
+    """Iterator over one eval view's batches (fixed size, filler clips with clip_mask False); len(): count."""
+
+    def __init__(self, plan: list[list[_Item | None]], fillers: list[tuple[Size, int]], loader: _ClipLoader,
+                 host_slice: slice, data_config: ml_collections.ConfigDict):
+        self._plan = plan
+        host_plan = [batch[host_slice] for batch in plan]
+
+        def examples():
+            for batch, bucket in zip(host_plan, fillers, strict=True):
+                for item in batch:
+                    yield loader.example(item, filler_bucket=bucket)
+
+        per_host = host_slice.stop - host_slice.start
+        items_of = lambda s: [it for it in host_plan[s] if it is not None]
+        self._it = iter(())
+        if plan:
+            self._it = _checked(loader.dataset(examples, per_host), items_of, data_config, 0)
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+    def __iter__(self) -> EvalBatches:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        return next(self._it)
+
+
+def eval_batches(records: Sequence[KeyframeRecord], data_config: ml_collections.ConfigDict, *,
+                 batch_size: int, scale: int, flip: bool, process_index: int = 0,
+                 process_count: int = 1) -> EvalBatches:
+    """One test view (short side `scale`, optionally flipped) of every keyframe, once, in a fixed order.
+
+    `batch_size` is global: keyframes are grouped per (spatial, box) bucket (in record order within a bucket,
+    buckets smallest first), each bucket's last batch is filled with filler clips, and each host yields its
+    slice of every global batch. Boxes are clamped to the image (a box with nothing left gets box_mask False,
+    as the reference drops it) and flipped to the view; `orig_boxes` keep the CSV's boxes.
+    """
+    host_slice = _host_slice(batch_size, process_index, process_count)
+    records = list(records)
+    num_classes = int(records[0].labels.shape[1]) if records else 0
+    items = _plan_items(records, data_config, int(scale), num_classes)
+    groups: dict[tuple[Size, int], list[_Item]] = collections.defaultdict(list)
+    for item in items:
+        groups[item.bucket].append(item)
+    plan: list[list[_Item | None]] = []
+    fillers: list[tuple[Size, int]] = []
+    for bucket in sorted(groups, key=lambda b: (b[0][0] * b[0][1], b)):
+        members = groups[bucket]
+        for lo in range(0, len(members), batch_size):
+            batch: list[_Item | None] = list(members[lo:lo + batch_size])
+            plan.append(batch + [None] * (batch_size - len(batch)))
+            fillers.append(bucket)
+    loader = _ClipLoader(data_config, num_classes, train=False, flip=flip,
+                         has_video=any(it.record.source.video_path for it in items))
+    return EvalBatches(plan, fillers, loader, host_slice, data_config)

@@ -1,0 +1,107 @@
+"""Clip and box transforms as tf ops: resize short side, flip, normalise, pad, box jitter (box-consistent).
+
+Boxes are normalised x1, y1, x2, y2. Every transform keeps them normalised to the clip's unpadded frame
+(design.md's one rule for box frames), so padding never touches boxes and resizing never changes them.
+The box law is the reference's (models/necks/utils.py): `bbox_jitter` with one copy, then
+`get_bbox_after_aug` with `aug_threshold` 0 (clamp to the image, drop a box with nothing left, flip).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def resized_hw(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """The reference's `Scale(short_side)` output size: short side to `short_side`, long side int-truncated.
+
+    A frame whose short side already equals `short_side` is kept as is; a square frame takes the `h <= w`
+    branch, as in the reference.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"frame size must be positive, got height={height}, width={width}")
+    if (width <= height and width == short_side) or (height <= width and height == short_side):
+        return height, width
+    if width < height:
+        return int(short_side * height / width), short_side
+    return short_side, int(short_side * width / height)
+
+
+def resize_clip(frames: tf.Tensor, out_hw: tf.Tensor) -> tf.Tensor:
+    """[T, H, W, 3] uint8 -> [T, h, w, 3] float32 in 0..255, bilinear with antialiasing (as PIL BILINEAR)."""
+    frames = tf.cast(frames, tf.float32)
+    same = tf.reduce_all(tf.equal(tf.shape(frames)[1:3], out_hw))
+    return tf.cond(same, lambda: frames,
+                   lambda: tf.image.resize(frames, out_hw, method="bilinear", antialias=True))
+
+
+def flip_clip(frames: tf.Tensor) -> tf.Tensor:
+    """Horizontal flip of [T, H, W, C]."""
+    return tf.reverse(frames, axis=[2])
+
+
+def flip_boxes(boxes: tf.Tensor) -> tf.Tensor:
+    """[n, 4] normalised x1y1x2y2 -> the boxes in the horizontally flipped frame: (1 - x2, y1, 1 - x1, y2)."""
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
+    return tf.stack([1.0 - x2, y1, 1.0 - x1, y2], axis=-1)
+
+
+def normalize_clip(frames: tf.Tensor, pixel_scale: float, mean, std) -> tf.Tensor:
+    """(x / pixel_scale - mean) / std per channel, as the reference's ToTensor(norm_value) + Normalize."""
+    mean = tf.constant(mean, tf.float32)
+    std = tf.constant(std, tf.float32)
+    return (frames / pixel_scale - mean) / std
+
+
+def pad_clip(frames: tf.Tensor, padded_hw: tf.Tensor) -> tf.Tensor:
+    """Zero-pads [T, h, w, C] bottom/right to [T, H, W, C]; run after normalisation so padding stays 0."""
+    hw = tf.shape(frames)[1:3]
+    tf.debugging.assert_less_equal(hw, padded_hw, message="clip is larger than its spatial bucket")
+    pad = padded_hw - hw
+    return tf.pad(frames, [[0, 0], [0, pad[0]], [0, pad[1]], [0, 0]])
+
+
+def jitter_boxes(boxes: tf.Tensor, uniform: tf.Tensor, scale: float) -> tf.Tensor:
+    """The reference's `bbox_jitter(bbox, num=1, delta=scale)` given its U(0, 1) draws `uniform [n, 4]`.
+
+    Each coordinate moves by U(-scale, scale) times the box width (x) or height (y); then x1, x2 are clamped
+    below at 0 and y1, y2 above at 1, exactly as written in the reference.
+    """
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
+    w, h = x2 - x1, y2 - y1
+    j = (2.0 * uniform - 1.0) * scale
+    return tf.stack([tf.maximum(x1 + j[:, 0] * w, 0.0), tf.minimum(y1 + j[:, 1] * h, 1.0),
+                     tf.maximum(x2 + j[:, 2] * w, 0.0), tf.minimum(y2 + j[:, 3] * h, 1.0)], axis=-1)
+
+
+def clamp_boxes(boxes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The reference's `get_bbox_after_aug` crop step for the full image with `aug_threshold` 0.
+
+    Returns (boxes clamped to [0, 1], keep [n] bool): a box is dropped when its clamped area is not positive.
+    """
+    clamped = tf.clip_by_value(boxes, 0.0, 1.0)
+    x1, y1, x2, y2 = tf.unstack(clamped, axis=-1)
+    keep = (y2 - y1) * (x2 - x1) > 0.0
+    return clamped, keep
+
+
+def example_keys(key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Splits one example's stateless key [2] int64 into (flip key, jitter key)."""
+    keys = tf.random.experimental.stateless_split(key, num=2)
+    return keys[0], keys[1]
+
+
+def augment_boxes(boxes: tf.Tensor, key: tf.Tensor, *, hflip: bool, jitter: float
+                  ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Training box law: jitter, clamp + drop, flip, all drawn from the stateless `key` [2] int64.
+
+    Returns (boxes [n, 4] in the (flipped) frame, keep [n] bool, flip scalar bool). The same key always draws
+    the same flip and jitter, so a resumed run redraws exactly what an uninterrupted one drew.
+    """
+    flip_key, jitter_key = example_keys(key)
+    flip = tf.logical_and(tf.constant(hflip), tf.random.stateless_uniform([], flip_key) < 0.5)
+    if jitter > 0:
+        uniform = tf.random.stateless_uniform(tf.shape(boxes), jitter_key, dtype=tf.float32)
+        boxes = jitter_boxes(boxes, uniform, jitter)
+    boxes, keep = clamp_boxes(boxes)
+    boxes = tf.cond(flip, lambda: flip_boxes(boxes), lambda: boxes)
+    return boxes, keep, flip
