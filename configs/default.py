@@ -73,6 +73,7 @@ def get_data_config() -> ml_collections.ConfigDict:
     data.box_jitter = 0.075           # per-coordinate jitter scale (fraction of the box size) at training
     data.box_buckets = (8, 16, 32)    # N_max buckets: each keyframe goes to the smallest that holds all its boxes
     data.spatial_buckets = ()         # ((H, W), ...) padded sizes; () = derive from the dataset index
+    data.max_spatial_buckets = 4      # derived buckets: each exact size up to this many, else aspect groups
     data.shuffle_seed = 0
     data.num_parallel_calls = -1      # tf.data.AUTOTUNE
     data.prefetch = 2
@@ -85,9 +86,10 @@ def get_synthetic_config() -> ml_collections.ConfigDict:
     synth.seed = 0
     synth.num_train_videos = 24
     synth.num_val_videos = 8
-    synth.seconds_per_video = 12      # keyframes per video (timestamps start_second+2 ...)
-    synth.height = 96
+    synth.keyframes_per_video = 10    # one independent scene per keyframe, timestamps start_second+1 ...
+    synth.height = 96                 # frame size in pixels
     synth.width = 128
+    synth.jpeg_quality = 90
     return synth
 
 
@@ -134,6 +136,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.head.reduce_dim = 64
     config.model.head.hidden_dim = 32
 
+    config.model.num_classes = 9          # data_pipelines/synthetic.py: 3 pose, 3 actor-only, 3 relational
+    config.train.num_pose_classes = 3
+    config.data.label_map = "synthetic_action_list.pbtxt"
     config.data.num_frames = 8
     config.data.short_side = 96
     config.data.eval_scales = (96,)
