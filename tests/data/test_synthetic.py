@@ -1,0 +1,179 @@
+"""The synthetic AVA-format dataset: official formats (read back by ava_files), determinism, atomic writes,
+the distance rules behind its relational classes, and that those classes are not linearly separable from the
+actor's own crop while the actor-only ones are."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs.default import get_config
+from data_pipelines import ava_files, frame_index, synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _synth(**overrides):
+    synth = get_config().synthetic
+    for key, value in overrides.items():
+        synth[key] = value
+    return synth
+
+
+def _data_config(root):
+    data = get_config().data
+    data.root = root
+    return data
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("synth") / "data")
+    synthetic.ensure_synthetic_dataset(root, _synth(seed=11, num_train_videos=10, num_val_videos=6))
+    return root
+
+
+def _tree_digest(root):
+    digest = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                digest[os.path.relpath(path, root)] = hashlib.sha1(f.read()).hexdigest()
+    return digest
+
+
+def test_official_formats_read_back(dataset):
+    data = _data_config(dataset)
+    label_map = ava_files.read_label_map(os.path.join(dataset, data.label_map))
+    assert label_map.ids == tuple(c.id for c in synthetic.CLASSES)
+    assert label_map.num_classes == get_config().model.num_classes == synthetic.NUM_CLASSES
+    assert get_config().train.num_pose_classes == synthetic.NUM_POSE_CLASSES == 3
+    train = ava_files.load_keyframe_records(data, "train")
+    val = ava_files.load_keyframe_records(data, "val")
+    assert len(train) == 10 * 10
+    excluded = ava_files.read_exclusions(os.path.join(dataset, data.exclusions))
+    assert len(val) == 6 * 10 - len(excluded) and len(excluded) == 2
+    for rec in train:
+        assert 2 <= rec.num_boxes <= 5
+        np.testing.assert_array_equal(rec.labels[:, :3].sum(1), 1, err_msg="exactly one pose per actor")
+        assert rec.source.keyframe_index == synthetic.keyframe_frame(rec.timestamp)
+    assert max(r.num_boxes for r in val) <= 8, "detections above the threshold must fit the default N_max 8"
+    assert all(rec.labels.sum() == 0 for rec in val), "detections carry no actions"
+    scores = ava_files.read_ava_csv(os.path.join(dataset, data.val_proposals), label_map, with_scores=True)
+    below = sum(b.score < data.val_proposal_threshold for b in scores)
+    assert 0 < below < len(scores), "some proposals fall below the threshold"
+
+
+def test_deterministic_given_the_seed_and_atomic(tmp_path, monkeypatch):
+    small = _synth(seed=3, num_train_videos=2, num_val_videos=1, keyframes_per_video=2)
+    synthetic.ensure_synthetic_dataset(str(tmp_path / "a"), small)
+    synthetic.ensure_synthetic_dataset(str(tmp_path / "b"), small)
+    assert _tree_digest(str(tmp_path / "a")) == _tree_digest(str(tmp_path / "b"))
+    other = _synth(seed=4, num_train_videos=2, num_val_videos=1, keyframes_per_video=2)
+    synthetic.ensure_synthetic_dataset(str(tmp_path / "c"), other)
+    assert _tree_digest(str(tmp_path / "a")) != _tree_digest(str(tmp_path / "c"))
+
+    stamp = os.path.getmtime(tmp_path / "a" / synthetic.TRAIN_CSV)
+    synthetic.ensure_synthetic_dataset(str(tmp_path / "a"), small)          # present: left alone
+    assert os.path.getmtime(tmp_path / "a" / synthetic.TRAIN_CSV) == stamp
+    with pytest.raises(ValueError, match="the dataset was written with .*'seed': 3.*remove"):
+        synthetic.ensure_synthetic_dataset(str(tmp_path / "a"), other)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(synthetic, "write_video", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        synthetic.ensure_synthetic_dataset(str(tmp_path / "d"), small)
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "c"], "a failed write leaves nothing behind"
+
+
+def test_cli_writes_the_dataset(tmp_path):
+    out = tmp_path / "cli"
+    subprocess.run([sys.executable, "-m", "data_pipelines.synthetic", "--out", str(out), "--num_train_videos",
+                    "1", "--num_val_videos", "1", "--keyframes_per_video", "1"], cwd=REPO, check=True)
+    assert (out / "frames" / "synth_train_000" / "image_000060.jpg").is_file()
+    assert (out / synthetic.LABEL_MAP_FILE).read_text().startswith('item {\n  name: "pose: tall"\n  id: 1\n}')
+
+
+def test_relational_evidence_lies_far_outside_the_actor():
+    rng = np.random.default_rng(0)
+    times = np.arange(-synthetic.SCENE_HALF_SPAN, synthetic.SCENE_HALF_SPAN)
+    for _ in range(100):
+        scene = synthetic.sample_scene(rng, 96, 128)
+        centres = np.stack([[a.cy + a.vy * times, a.cx + a.vx * times] for a in scene.actors])  # [n, 2, t]
+        for i, a in enumerate(scene.actors):
+            for j, b in enumerate(scene.actors[:i]):
+                d = np.linalg.norm(centres[i] - centres[j], axis=0).min()
+                need = synthetic.SAME_COLOUR_DISTANCE if a.colour == b.colour else synthetic.ACTOR_DISTANCE
+                assert d >= need - 1e-9, f"actors {j}, {i} at {d:.1f} px (need {need})"
+        if scene.marker is not None:
+            centre = np.asarray(scene.marker, np.float64)[:, None] + synthetic.MARKER_SIZE / 2
+            assert (np.linalg.norm(centres - centre, axis=1) >= synthetic.MARKER_DISTANCE - 1e-9).all()
+
+
+# --------------------------------------------------------------------- linear probe on the actor's own crop
+
+def _actor_features(records) -> tuple[np.ndarray, np.ndarray]:
+    """Per actor: its keyframe crop (6x6 RGB), mean/std colour, box geometry, and motion over the clip."""
+    from PIL import Image
+
+    feats, labels = [], []
+    for rec in records:
+        k = rec.source.keyframe_index
+        frames = [frame_index.read_frame(p).astype(np.float32)
+                  for p in frame_index.frame_paths(rec.source.frames_dir, [k - 8, k, k + 6])]
+        height, width = frames[0].shape[:2]
+        for box, label in zip(rec.boxes, rec.labels, strict=True):
+            c0, r0, c1, r1 = np.round(box * [width, height, width, height]).astype(int)
+            crops = [f[r0:r1, c0:c1] for f in frames]
+            small = [np.asarray(Image.fromarray(c.astype(np.uint8)).resize((6, 6), Image.BILINEAR),
+                                np.float32).ravel() for c in crops]
+            pixels = crops[1].reshape(-1, 3)
+            w, h = (box[2] - box[0]) * width, (box[3] - box[1]) * height
+            geometry = [*box, w, h, w / h, abs(np.log(w / h))]
+            motion = np.abs(crops[2] - crops[0]).reshape(-1, 3).mean(0)
+            feats.append(np.concatenate([small[1], pixels.mean(0), pixels.std(0), geometry, motion,
+                                         small[2] - small[0]]))
+            labels.append(label)
+    return np.asarray(feats, np.float64), np.asarray(labels, np.float64)
+
+
+def _logistic_regression(x, y, steps=500, lr=0.5, l2=1e-3):
+    w, b = np.zeros(x.shape[1]), 0.0
+    for _ in range(steps):
+        g = 1 / (1 + np.exp(-(x @ w + b))) - y
+        w -= lr * (x.T @ g / len(y) + l2 * w)
+        b -= lr * g.mean()
+    return w, b
+
+
+def _average_precision(scores, y):
+    y = y[np.argsort(-scores, kind="stable")]
+    precision = np.cumsum(y) / np.arange(1, len(y) + 1)
+    return float((precision * y).sum() / y.sum())
+
+
+def test_relational_classes_are_not_linearly_separable_from_the_actors_own_crop(dataset):
+    data = _data_config(dataset)
+    data.val_proposals = ""                                     # GT boxes and labels for both splits
+    x_train, y_train = _actor_features(ava_files.load_keyframe_records(data, "train"))
+    x_val, y_val = _actor_features(ava_files.load_keyframe_records(data, "val"))
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    x_train, x_val = (x_train - mu) / sd, (x_val - mu) / sd
+    report = []
+    for j, cls in enumerate(synthetic.CLASSES):
+        w, b = _logistic_regression(x_train, y_train[:, j])
+        ap, prevalence = _average_precision(x_val @ w + b, y_val[:, j]), y_val[:, j].mean()
+        report.append((cls, ap, prevalence))
+    table = "; ".join(f"{c.name} ({c.kind}): AP {ap:.3f} vs chance {p:.3f}" for c, ap, p in report)
+    for cls, ap, prevalence in report:
+        if cls.kind == "relational":
+            assert ap < prevalence + 0.15, f"{cls.name} is linearly predictable from the own crop: {table}"
+        else:
+            assert ap > 0.9, f"{cls.name} should be easy from the actor's own crop: {table}"
+    print(f"\nlinear probe on {len(x_train)} train / {len(x_val)} val actors: {table}")
