@@ -5,6 +5,8 @@ each bad row (and nothing else), so a user fixes them all at once and no good ro
 
 Formats (as distributed by the AVA team and by PySlowFast / LFB for detections):
   GT:          video_id,timestamp,x1,y1,x2,y2,action_id,person_id     (one row per (box, action))
+  Kinetics GT: youtube_id,timestamp,x1,y1,x2,y2,action_id             (AVA-Kinetics v1.0: no person_id;
+               timestamp = second of the YouTube video; clips are `<youtube_id>_<start:06d>_<end:06d>.mp4`)
   detections:  video_id,timestamp,x1,y1,x2,y2,action_id,score         (action_id empty or -1 for a person box)
   exclusions:  video_id,timestamp
 Rows of the same (video, timestamp, box) are merged into one box with multi-hot labels, as PySlowFast's
@@ -168,8 +170,12 @@ def _parse_box(fields: list[str]) -> tuple[tuple[float, float, float, float] | N
     return tuple(min(max(v, 0.0), 1.0) for v in coords), ""
 
 
-def read_ava_csv(path: str, label_map: LabelMap, *, with_scores: bool = False) -> list[AvaBox]:
+def read_ava_csv(path: str, label_map: LabelMap, *, with_scores: bool = False,
+                 person_id_optional: bool = False) -> list[AvaBox]:
     """Reads a GT CSV (`with_scores=False`) or a detections CSV (`with_scores=True`) into merged boxes.
+
+    `person_id_optional`: GT rows may also have 7 columns, without person_id (-1): the AVA-Kinetics
+    `kinetics_{train,val}_v1.0.csv` rows are `youtube_id,timestamp,x1,y1,x2,y2,action_id`.
 
     GT rows whose action id is not in the label map are skipped with one counted `UnknownActionWarning`
     (boxes left with no known label are dropped, and counted); in a detections file an unknown id is an error.
@@ -186,6 +192,8 @@ def read_ava_csv(path: str, label_map: LabelMap, *, with_scores: bool = False) -
                 continue
             fields = [v.strip() for v in row.split(",")]
             where = f"{path}:{line_no}"
+            if person_id_optional and not with_scores and len(fields) == NUM_CSV_COLUMNS - 1:
+                fields.append("-1")
             if len(fields) != NUM_CSV_COLUMNS:
                 last = "score" if with_scores else "person_id"
                 errors.append(f"{where}: expected {NUM_CSV_COLUMNS} columns (video_id,timestamp,x1,y1,x2,y2,"
@@ -349,52 +357,68 @@ def _ava_sources(groups, frames_root: str, start_second: int, fps: int) -> dict[
     return sources
 
 
-def _kinetics_clips(videos_dir: str) -> dict[str, tuple[str, int, int]]:
-    """youtube_id -> (path, start, end) from clip files named `<youtube_id>_<start:06d>_<end:06d>.mp4`."""
+def _kinetics_clips(videos_dir: str) -> dict[str, list[tuple[str, int, int]]]:
+    """youtube_id -> [(path, start, end)] from clip files named `<youtube_id>_<start:06d>_<end:06d>.mp4`."""
     if not os.path.isdir(videos_dir):
         raise FileNotFoundError(f"Kinetics videos folder {videos_dir} (data.kinetics_videos_dir) "
                                 "does not exist")
-    clips = {}
+    clips = collections.defaultdict(list)
     for name in sorted(os.listdir(videos_dir)):
         stem, ext = os.path.splitext(name)
         parts = stem.rsplit("_", 2)   # YouTube ids may contain '_': split from the right
         if ext not in KINETICS_VIDEO_EXTENSIONS or len(parts) != 3 or not (parts[1] + parts[2]).isdigit():
             continue
-        clips[parts[0]] = (os.path.join(videos_dir, name), int(parts[1]), int(parts[2]))
+        clips[parts[0]].append((os.path.join(videos_dir, name), int(parts[1]), int(parts[2])))
     return clips
+
+
+def _kinetics_source(path: str, start: int, timestamp: int, frames_root: str, fps: int) -> FrameSource | str:
+    """The frame source of second `timestamp` of a clip starting at `start`, or why it has none: the clip's
+    frame folder if extracted (`<frames>/<clip stem>`, at `fps`), else the video file itself."""
+    frames_dir = os.path.join(frames_root, os.path.splitext(os.path.basename(path))[0])
+    if os.path.isdir(frames_dir):
+        n, rate, first = count_frames(frames_dir), fps, 1
+    else:
+        (n, rate), first, frames_dir = probe_video(path), 0, ""
+    k = round((timestamp - start) * rate)
+    if k > n:      # k == n: a keyframe on the clip's last second boundary takes its last frame
+        return f"its keyframe would be frame {k + first} but the clip has {n} frames ({rate:g} fps)"
+    k = min(k, n - 1) + first
+    if frames_dir:
+        return FrameSource(frames_dir=frames_dir, keyframe_index=k, num_frames=n)
+    return FrameSource(video_path=path, keyframe_index=k, num_frames=n)
 
 
 def _kinetics_sources(groups, videos_dir: str, frames_root: str, fps: int,
                       skip_missing: bool) -> dict[tuple[str, int], FrameSource]:
-    """Frame source per Kinetics keyframe: the clip's frame folder if extracted (`<frames>/<clip stem>`, at
-    `fps`), else the mp4 itself, keyframe at (t - clip start) seconds into the clip."""
+    """Frame source per Kinetics keyframe: the clip `<id>_<start>_<end>` whose seconds hold the timestamp
+    (the CSV's timestamps are seconds of the YouTube video). Missing or too short clips are errors naming
+    the CSV line, or with `skip_missing` skipped with one counted warning (downloads of Kinetics are never
+    complete)."""
     clips = _kinetics_clips(videos_dir)
-    sources, missing = {}, []
+    sources, skipped = {}, []
     for key, boxes in groups.items():
         video_id, timestamp = key
         first = min(boxes, key=lambda b: b.line)
-        if video_id not in clips:
-            if skip_missing:
-                missing.append(video_id)
+        where = f"{first.path}:{first.line}: timestamp {timestamp} of video {video_id!r}"
+        candidates = [c for c in clips.get(video_id, []) if c[1] <= timestamp <= c[2]]
+        if not candidates:
+            found = [os.path.basename(c[0]) for c in clips.get(video_id, [])]
+            problem = (f"{where} is outside its clip(s) {found}" if found else
+                       f"{where}: no clip {video_id}_<start>_<end>.mp4 in {videos_dir}")
+        else:
+            path, start, _ = candidates[0]
+            source = _kinetics_source(path, start, timestamp, frames_root, fps)
+            if isinstance(source, FrameSource):
+                sources[key] = source
                 continue
-            raise FileNotFoundError(f"{first.path}:{first.line}: no clip {video_id}_<start>_<end>.mp4 for "
-                                    f"video {video_id!r} in {videos_dir}")
-        path, start, end = clips[video_id]
-        if not start <= timestamp <= end:
-            raise ValueError(f"{first.path}:{first.line}: timestamp {timestamp} of video {video_id!r} is "
-                             f"outside its clip {path} (seconds {start}..{end})")
-        frames_dir = os.path.join(frames_root, os.path.splitext(os.path.basename(path))[0])
-        if os.path.isdir(frames_dir):
-            n = count_frames(frames_dir)
-            k = min(round((timestamp - start) * fps) + 1, n)
-            sources[key] = FrameSource(frames_dir=frames_dir, keyframe_index=k, num_frames=n)
-            continue
-        n, clip_fps = probe_video(path)
-        k = min(round((timestamp - start) * clip_fps), n - 1)   # t == end rounds to one past the last frame
-        sources[key] = FrameSource(video_path=path, keyframe_index=k, num_frames=n)
-    if missing:
-        warnings.warn(f"{videos_dir}: {len(missing)} Kinetics clip(s) not found, their keyframes skipped "
-                      f"(e.g. {missing[:5]})", stacklevel=3)
+            problem = f"{where} is outside the video {path}: {source}"
+        if not skip_missing:
+            raise (FileNotFoundError if video_id not in clips else ValueError)(problem)
+        skipped.append(problem)
+    if skipped:
+        warnings.warn(f"{videos_dir}: skipped {len(skipped)} Kinetics keyframe(s) without a usable clip; "
+                      f"first: {skipped[0]}", stacklevel=3)
     return sources
 
 
@@ -443,7 +467,7 @@ def load_keyframe_records(data_config, split: str, *, skip_missing_kinetics: boo
                                      with_scores=True)
             kinetics = _group(_select_proposals(proposals, data_config.kinetics_val_proposal_threshold))
         else:
-            kinetics = _group(read_ava_csv(_resolve(root, csv_name), label_map))
+            kinetics = _group(read_ava_csv(_resolve(root, csv_name), label_map, person_id_optional=True))
         overlap = sorted(set(kinetics) & set(groups))
         if overlap:
             raise ValueError(f"{csv_name}: keyframes {overlap[:3]} also appear in the AVA files")

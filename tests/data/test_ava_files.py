@@ -244,7 +244,8 @@ def _kinetics_root(tmp_path, kinetics_rows: str):
 
 
 def test_kinetics_keyframe_from_the_clip_file(tmp_path):
-    config = _kinetics_root(tmp_path, "ab_cd-EF,11,0.1,0.2,0.5,0.9,12,0\nab_cd-EF,11,0.1,0.2,0.5,0.9,80,0\n")
+    # the official Kinetics rows have no person_id column (7 columns); 8-column rows are accepted too
+    config = _kinetics_root(tmp_path, "ab_cd-EF,11,0.1,0.2,0.5,0.9,12\nab_cd-EF,11,0.1,0.2,0.5,0.9,80,4\n")
     records = load_keyframe_records(config, "train")
     kinetics = [r for r in records if r.video_id == "ab_cd-EF"]
     assert len(records) == 4 and len(kinetics) == 1
@@ -252,22 +253,44 @@ def test_kinetics_keyframe_from_the_clip_file(tmp_path):
     # second 11 of the YouTube video is 1 s into the clip [10, 12]: decoded frame 10 of 20 (0-based)
     assert src.video_path.endswith("ab_cd-EF_000010_000012.mp4") and not src.frames_dir
     assert (src.keyframe_index, src.num_frames) == (10, 20)
-    assert kinetics[0].labels.sum() == 2
+    assert kinetics[0].labels.sum() == 2 and kinetics[0].person_ids.tolist() == [-1]
+
+
+def test_kinetics_frame_folder_preferred_when_extracted(tmp_path):
+    config = _kinetics_root(tmp_path, "ab_cd-EF,11,0.1,0.2,0.5,0.9,12\n")
+    fx.write_frames(tmp_path / "frames" / "ab_cd-EF_000010_000012", 4)    # at config.fps = 2: 2 s
+    src = [r for r in load_keyframe_records(config, "train") if r.video_id == "ab_cd-EF"][0].source
+    assert src.frames_dir.endswith("ab_cd-EF_000010_000012") and not src.video_path
+    assert (src.keyframe_index, src.num_frames) == (3, 4)     # 1-based: (11 - 10) * 2 + 1
 
 
 def test_kinetics_timestamp_outside_the_clip(tmp_path):
-    config = _kinetics_root(tmp_path, "ab_cd-EF,13,0.1,0.2,0.5,0.9,12,0\n")
+    config = _kinetics_root(tmp_path, "ab_cd-EF,13,0.1,0.2,0.5,0.9,12\n")
     csv = re.escape(str(tmp_path / "kinetics_train_v1.0.csv"))
-    with pytest.raises(ValueError, match=f"{csv}:1: timestamp 13 of video 'ab_cd-EF' is outside its clip .*"
-                                         "seconds 10..12"):
+    with pytest.raises(ValueError, match=f"{csv}:1: timestamp 13 of video 'ab_cd-EF' is outside its clip"):
+        load_keyframe_records(config, "train")
+
+
+def test_kinetics_clip_shorter_than_its_name(tmp_path):
+    config = _kinetics_root(tmp_path, "ab_cd-EF,11,0.1,0.2,0.5,0.9,12\n")
+    fx.write_video(tmp_path / "kinetics" / "ab_cd-EF_000010_000012.mp4", num_frames=5, fps=10)   # 0.5 s
+    csv = re.escape(str(tmp_path / "kinetics_train_v1.0.csv"))
+    with pytest.raises(ValueError, match=(f"{csv}:1: timestamp 11 of video 'ab_cd-EF' is outside the video "
+                                          ".*frame 10 but the clip has 5 frames")):
         load_keyframe_records(config, "train")
 
 
 def test_kinetics_missing_clip(tmp_path):
-    config = _kinetics_root(tmp_path, "ab_cd-EF,11,0.1,0.2,0.5,0.9,12,0\nzz,5,0.1,0.2,0.5,0.9,12,0\n")
+    config = _kinetics_root(tmp_path, "ab_cd-EF,11,0.1,0.2,0.5,0.9,12\nzz,5,0.1,0.2,0.5,0.9,12\n")
     csv = re.escape(str(tmp_path / "kinetics_train_v1.0.csv"))
-    with pytest.raises(FileNotFoundError, match=f"{csv}:2: no clip zz_<start>_<end>.mp4"):
+    with pytest.raises(FileNotFoundError, match=f"{csv}:2: timestamp 5 of video 'zz': no clip zz_<start>"):
         load_keyframe_records(config, "train")
-    with pytest.warns(UserWarning, match="1 Kinetics clip"):
+    with pytest.warns(UserWarning, match="skipped 1 Kinetics keyframe"):
         records = load_keyframe_records(config, "train", skip_missing_kinetics=True)
     assert [r.video_id for r in records] == ["-5KQ66BBWC4", "-5KQ66BBWC4", "1j20qq1JyX4", "ab_cd-EF"]
+
+
+def test_seven_columns_still_an_error_for_ava_gt(tmp_path, label_map):
+    path = fx.write(tmp_path / "gt.csv", "v,0902,0.1,0.1,0.5,0.9,12\n")
+    with pytest.raises(AvaFormatError, match=f"{re.escape(path)}:1: expected 8 columns"):
+        read_ava_csv(path, label_map)
