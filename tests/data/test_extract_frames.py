@@ -94,3 +94,52 @@ def test_scaled_width_matches_ffmpeg_rounding():
 @pytest.mark.parametrize("name,expected", [("abc.mp4", "abc"), ("a.b.webm", "a.b")])
 def test_video_id(name, expected):
     assert extract_frames.video_id_of(name) == expected
+
+
+def _counter_video(path, num_frames: int, fps: int) -> None:
+    """Frame i: red level 20 * i mod 240 (a counter), a green bar 3 * i px wide (detail for the scaler)."""
+    import av
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = 90, 160
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qscale": "2"}
+        for i in range(num_frames):
+            img = np.zeros([90, 160, 3], np.uint8)
+            img[..., 0] = 20 * i % 240
+            img[:, :3 * i, 1] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _frames(folder) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(folder / n), np.float32) for n in sorted(os.listdir(folder))])
+
+
+@pytest.mark.parametrize("fps,num_source,start,num_frames",
+                         [(25, 75, "1", 40), (24, 24, "0", 0), (30, 36, "0.5", 0)])
+def test_matches_the_reference_ffmpeg_command(tmp_path, fps, num_source, start, num_frames):
+    """Oracle: the reference's own ffmpeg command (imageio-ffmpeg's binary). Same frames chosen (seek, 30 fps
+    resampling, end of stream), same size; pixels within JPEG/colour-conversion noise."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _counter_video(videos / "v.mp4", num_source, fps)
+    ref = tmp_path / "ref" / "v"
+    ref.mkdir(parents=True)
+    limit = ["-frames:v", str(num_frames)] if num_frames else []
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-ss", start, "-i", str(videos / "v.mp4"),
+                    "-qscale:v", "1", *limit, "-vf", "scale=-1:68,fps=30", str(ref / "image_%06d.jpg"),
+                    "-loglevel", "error"],
+                   check=True, stdin=subprocess.DEVNULL, timeout=60)
+    out = tmp_path / "ours"
+    assert extract_frames.main(["--video_dir", str(videos), "--frame_dir", str(out), "--start_second", start,
+                                "--num_frames", str(num_frames), "--height", "68", "--workers", "1"]) == 0
+    assert sorted(os.listdir(out / "v")) == sorted(os.listdir(ref))
+    want, got = _frames(ref), _frames(out / "v")
+    assert got.shape == want.shape and want.shape[1:3] == (68, 121)      # 160 * 68 / 90 = 120.9 -> 121
+    source_of = lambda frames: np.rint(frames[..., 0].mean(axis=(1, 2)) / 20).astype(int) % 12
+    np.testing.assert_array_equal(source_of(got), source_of(want))
+    assert np.abs(got - want).mean() < 4.0
