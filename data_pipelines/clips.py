@@ -113,7 +113,7 @@ def _probe_size(frames_dir: str, video_path: str, keyframe_index: int) -> Size:
             with av.open(video_path) as container:
                 stream = container.streams.video[0]
                 return int(stream.codec_context.height), int(stream.codec_context.width)
-        except (OSError, IndexError, av.error.FFmpegError) as e:
+        except (OSError, IndexError, av.FFmpegError) as e:
             raise ValueError(f"cannot read the video stream size of {video_path}: {e}") from e
     from PIL import Image  # noqa: PLC0415
     path = frame_index.frame_paths(frames_dir, [keyframe_index])[0]
@@ -146,7 +146,7 @@ def _frame_indices(record: KeyframeRecord, data_config: ml_collections.ConfigDic
 def _decode_video_frames(video_path: bytes, indices: np.ndarray) -> np.ndarray:
     """py side of the mp4 branch: decode the whole clip with PyAV, pick `indices` -> [T, H, W, 3] uint8."""
     frames = frame_index.decode_video(video_path.decode())
-    return np.ascontiguousarray(np.asarray(frames)[indices], dtype=np.uint8)
+    return np.ascontiguousarray(frames[indices], dtype=np.uint8)
 
 
 # -------------------------------------------------------------------------------------------- plan
@@ -212,13 +212,12 @@ class _ClipLoader:
     """Builds the tf.data map from example specs to padded examples (train or one eval view)."""
 
     def __init__(self, data_config: ml_collections.ConfigDict, num_classes: int, *, train: bool,
-                 flip: bool = False, has_video: bool = False):
+                 flip: bool = False):
         self.config = data_config
         self.num_frames = int(data_config.num_frames)
         self.num_classes = num_classes
         self.train = train
         self.flip = flip
-        self.has_video = has_video
 
     def spec(self) -> dict[str, tf.TensorSpec]:
         t, k = self.num_frames, self.num_classes
@@ -268,15 +267,14 @@ class _ClipLoader:
                 "video_id": np.bytes_(rec.video_id.encode()), "timestamp": np.int32(rec.timestamp)}
 
     def _decode(self, ex: dict[str, tf.Tensor]) -> tf.Tensor:
+        """[T, H, W, 3] uint8: JPEGs decoded by TF (outside the GIL), or an mp4 decoded by PyAV."""
         def jpegs():
             return tf.map_fn(lambda p: tf.io.decode_jpeg(tf.io.read_file(p), channels=3), ex["paths"],
                              fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
 
-        if not self.has_video:
-            return jpegs()
-
         def video():
-            frames = tf.numpy_function(_decode_video_frames, [ex["video_path"], ex["frame_idx"]], tf.uint8)
+            frames = tf.numpy_function(_decode_video_frames, [ex["video_path"], ex["frame_idx"]], tf.uint8,
+                                       stateful=False)
             return tf.ensure_shape(frames, [self.num_frames, None, None, 3])
 
         return tf.cond(tf.strings.length(ex["video_path"]) > 0, video, jpegs)
@@ -334,10 +332,6 @@ def _diagnose(items: Sequence[_Item], data_config: ml_collections.ConfigDict, er
                 continue
             for path in frame_index.frame_paths(src.frames_dir, _frame_indices(item.record, data_config)):
                 frame_index.read_frame(path)
-                try:  # PIL may accept what TF's decoder refuses
-                    tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
-                except tf.errors.OpError as e:
-                    raise frame_index.FrameReadError(f"cannot decode frame {path}: {e.message}") from None
         except (FileNotFoundError, frame_index.FrameReadError) as e:
             return type(e)(f"{e} ({where})")
     names = ", ".join(_keyframe_name(it.record) for it in items)
@@ -379,8 +373,7 @@ class TrainInput:
         if self.steps_per_epoch == 0:
             raise ValueError(f"no (spatial, box) bucket holds a full global batch of {global_batch_size}: "
                              f"bucket sizes {dict(self._groups)} from {len(self.items)} keyframes")
-        self._loader = _ClipLoader(data_config, num_classes, train=True,
-                                   has_video=any(it.record.source.video_path for it in self.items))
+        self._loader = _ClipLoader(data_config, num_classes, train=True)
 
     @property
     def buckets(self) -> tuple[tuple[Size, int], ...]:
@@ -494,6 +487,5 @@ def eval_batches(records: Sequence[KeyframeRecord], data_config: ml_collections.
             batch: list[_Item | None] = list(members[lo:lo + batch_size])
             plan.append(batch + [None] * (batch_size - len(batch)))
             fillers.append(bucket)
-    loader = _ClipLoader(data_config, num_classes, train=False, flip=flip,
-                         has_video=any(it.record.source.video_path for it in items))
+    loader = _ClipLoader(data_config, num_classes, train=False, flip=flip)
     return EvalBatches(plan, fillers, loader, host_slice, data_config)

@@ -1,5 +1,8 @@
 """Clip and box transforms as tf ops: resize short side, flip, normalise, pad, box jitter (box-consistent).
 
+Resizing is TF's antialiased bilinear rounded to integers, which is PIL's BILINEAR on the uint8 frame (the
+reference's `Scale`) to within one grey level: TF ops run outside the GIL, so decoding scales with a host's
+cores, where PIL in a py_function would not.
 Boxes are normalised x1, y1, x2, y2. Every transform keeps them normalised to the clip's unpadded frame
 (design.md's one rule for box frames), so padding never touches boxes and resizing never changes them.
 The box law is the reference's (models/necks/utils.py): `bbox_jitter` with one copy, then
@@ -27,11 +30,15 @@ def resized_hw(height: int, width: int, short_side: int) -> tuple[int, int]:
 
 
 def resize_clip(frames: tf.Tensor, out_hw: tf.Tensor) -> tf.Tensor:
-    """[T, H, W, 3] uint8 -> [T, h, w, 3] float32 in 0..255, bilinear with antialiasing (as PIL BILINEAR)."""
+    """[T, H, W, 3] uint8 -> [T, h, w, 3] float32 integer-valued in 0..255: antialiased bilinear, rounded as
+    PIL's uint8 output is. A clip already at `out_hw` is only cast (the reference's Scale is a no-op then)."""
     frames = tf.cast(frames, tf.float32)
-    same = tf.reduce_all(tf.equal(tf.shape(frames)[1:3], out_hw))
-    return tf.cond(same, lambda: frames,
-                   lambda: tf.image.resize(frames, out_hw, method="bilinear", antialias=True))
+
+    def resize():
+        resized = tf.image.resize(frames, out_hw, method="bilinear", antialias=True)
+        return tf.clip_by_value(tf.round(resized), 0.0, 255.0)
+
+    return tf.cond(tf.reduce_all(tf.equal(tf.shape(frames)[1:3], out_hw)), lambda: frames, resize)
 
 
 def flip_clip(frames: tf.Tensor) -> tf.Tensor:
@@ -57,7 +64,8 @@ def pad_clip(frames: tf.Tensor, padded_hw: tf.Tensor) -> tf.Tensor:
     hw = tf.shape(frames)[1:3]
     tf.debugging.assert_less_equal(hw, padded_hw, message="clip is larger than its spatial bucket")
     pad = padded_hw - hw
-    return tf.pad(frames, [[0, 0], [0, pad[0]], [0, pad[1]], [0, 0]])
+    return tf.cond(tf.reduce_any(pad > 0),
+                   lambda: tf.pad(frames, [[0, 0], [0, pad[0]], [0, pad[1]], [0, 0]]), lambda: frames)
 
 
 def jitter_boxes(boxes: tf.Tensor, uniform: tf.Tensor, scale: float) -> tf.Tensor:
