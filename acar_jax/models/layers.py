@@ -1,0 +1,110 @@
+"""Shared NTHWC building blocks: 3-D convolution with a compute dtype, frozen BatchNorm, stem max pool.
+
+Parameters are always float32; `dtype` is only the compute dtype of convolutions (bf16 runs the
+MXU/tensor-core path while the weights, the BatchNorm statistics and the optimiser stay in float32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+Triple = tuple[int, int, int]
+
+
+def _triple(value: int | Sequence[int], name: str) -> Triple:
+    """Expands an int to (t, h, w); checks a sequence has 3 entries."""
+    if isinstance(value, int):
+        return (value, value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 3:
+        raise ValueError(f"{name}: expected an int or 3 ints (t, h, w), got {value}")
+    return value  # type: ignore[return-value]
+
+
+def he_normal_fan_out(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32) -> jax.Array:
+    """He (MSRA) normal init with fan_out = prod(kernel) * out_channels, as ResNets and PySlowFast use.
+
+    Why: the reference starts from pretrained weights; a from-scratch run (the synthetic default job) needs an
+    init that keeps ReLU activations at unit scale, and fan_out is the ResNet convention.
+    """
+    *spatial, _, out_ch = shape
+    fan_out = int(np.prod(spatial)) * out_ch
+    # Drawn at a power-of-two length and cut: eager construction then compiles a handful of random-number
+    # programs instead of one per kernel shape (measured: tiny SlowFast build 21 s -> ~2 s on 2 CPU cores).
+    size = int(np.prod(shape))
+    padded = max(1024, 1 << (size - 1).bit_length())
+    draw = jax.random.normal(key, (padded,), dtype)[:size].reshape(shape)
+    return draw * np.sqrt(2.0 / fan_out).astype(dtype)
+
+
+class Conv3d(nnx.Module):
+    """Bias-free 3-D convolution, NTHWC input, kernel `[kt, kh, kw, in, out]` (PyTorch `Conv3d(bias=False)`).
+
+    Padding is explicit and symmetric per axis, exactly as PyTorch's `padding=(pt, ph, pw)`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], *,
+                 stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+                 dilation: int | Sequence[int] = 1, dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs):
+        self.kernel_size = _triple(kernel_size, "kernel_size")
+        self.stride = _triple(stride, "stride")
+        self.padding = _triple(padding, "padding")
+        self.dilation = _triple(dilation, "dilation")
+        self.dtype = dtype
+        shape = (*self.kernel_size, in_channels, out_channels)
+        self.kernel = nnx.Param(he_normal_fan_out(rngs.params(), shape))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [B, T, H, W, in] -> [B, T', H', W', out] in `self.dtype`."""
+        return jax.lax.conv_general_dilated(
+            x.astype(self.dtype), self.kernel[...].astype(self.dtype),
+            window_strides=self.stride,
+            padding=[(p, p) for p in self.padding],
+            rhs_dilation=self.dilation,
+            dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+        )
+
+
+class FrozenBatchNorm(nnx.Module):
+    """BatchNorm that always normalises with its running statistics (the reference's `freeze_bn`).
+
+    `scale`/`bias` are trainable `nnx.Param`; `mean`/`var` are `nnx.BatchStat` and never updated (no
+    train/eval switch exists because both modes compute the same thing). Equals `BatchNorm3d.eval()`.
+    """
+
+    def __init__(self, num_features: int, *, eps: float = 1e-5, rngs: nnx.Rngs | None = None):
+        del rngs  # deterministic init (PyTorch's: scale 1, bias 0, mean 0, var 1); a uniform signature
+        self.eps = float(eps)
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x [..., C] -> (x - mean) / sqrt(var + eps) * scale + bias, as one multiply-add in x.dtype."""
+        inv = self.scale[...] * jax.lax.rsqrt(self.var[...] + self.eps)
+        shift = self.bias[...] - self.mean[...] * inv
+        return x * inv.astype(x.dtype) + shift.astype(x.dtype)
+
+
+def stem_max_pool(x: jax.Array) -> jax.Array:
+    """PyTorch `MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))` on NTHWC; pads with -inf."""
+    return jax.lax.reduce_window(
+        x, np.array(-np.inf, x.dtype), jax.lax.max,  # numpy constant: lowers to the differentiable max pool
+        window_dimensions=(1, 1, 3, 3, 1), window_strides=(1, 1, 2, 2, 1),
+        padding=((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)),
+    )
+
+
+def torch_style_param_count(module: nnx.Module) -> int:
+    """Number of trainable scalars, as PyTorch's `sum(p.numel() for p in model.parameters())`.
+
+    BatchNorm scale and bias count; running statistics (`nnx.BatchStat`) do not.
+    """
+    params = nnx.state(module, nnx.Param)
+    return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params)))
