@@ -2,8 +2,9 @@
 
 T x tau = 16 x 8: the slow pathway sees T = 16 frames 8 raw frames apart, the fast one alpha * T = 64 frames
 at stride 8 / alpha = 2. So 4T = 64 frames enter at stride 2 (paper: "4T frames centred on the key frame,
-temporal stride 2") and alpha stays 4, as in PySlowFast's SLOWFAST_16x8 configs (NUM_FRAMES 64,
-SAMPLING_RATE 2, ALPHA 4). Everything else is the 8x8 config. Kinetics-700 pre-training: 62.6 top-1 (paper).
+temporal stride 2") and alpha stays 4, as in PySlowFast's configs/Kinetics/c2/SLOWFAST_16x8_R101_50_50.yaml
+(NUM_FRAMES 64, SAMPLING_RATE 2, ALPHA 4, FUSION_KERNEL_SZ 5). Everything else is the 8x8 config.
+Kinetics-700 pre-training: 62.6 top-1 (paper).
   python run.py --config=configs/avakinetics_slowfast_r101_acar_16x8.py --workdir=runs/avak_r101_acar_16x8
 """
 
