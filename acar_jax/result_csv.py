@@ -142,6 +142,25 @@ def write_result_csv(path: str | os.PathLike, video_id: Sequence[str], timestamp
         f.writelines(line % row for row in zip(*columns, strict=True))
 
 
+def write_box_scores(path: str | os.PathLike, video_id: Sequence[str], timestamp, boxes, scores,
+                     class_ids: Sequence[int], *, box_decimals: int | None = 3,
+                     score_decimals: int | None = 3) -> None:
+    """Writes per-box class scores as the reference does: box by box, one row per class in label-map order.
+
+    video_id [R]; timestamp [R]; boxes [R, 4] x1y1x2y2 normalised to the original frame; scores [R, K] (the
+    prediction function applied); class_ids [K] label-map ids of the score columns.
+    """
+    scores = np.asarray(scores, np.float64)
+    r = len(video_id)
+    k = len(class_ids)
+    if scores.shape != (r, k):
+        raise ValueError(f"write_box_scores: scores has shape {scores.shape}, expected (R, K) = {(r, k)}")
+    boxes = np.asarray(boxes, np.float64).reshape(r, 4)
+    write_result_csv(path, np.repeat(np.asarray(video_id, object), k), np.repeat(np.asarray(timestamp), k),
+                     np.repeat(boxes, k, axis=0), np.tile(np.asarray(class_ids, np.int64), r),
+                     scores.reshape(-1), box_decimals=box_decimals, score_decimals=score_decimals)
+
+
 def _read_fast(path: str, num_columns: int | None = None) -> AvaRows:
     """pyarrow reader: every row must have the column count of the first row (or `num_columns`)."""
     import pyarrow as pa

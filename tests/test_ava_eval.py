@@ -8,9 +8,11 @@ reader, per-class greedy matching with np.argmax, concatenation in keyframe orde
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import heapq
 import importlib
+import io
 import logging
 import os
 import sys
@@ -260,11 +262,18 @@ def _official_map(directory, label_map, gt_path, det_path, ex_path):
         module = importlib.import_module("get_ava_performance")
     logging.disable(logging.CRITICAL)
     files = [open(p) if p else None for p in (label_map, gt_path, det_path, ex_path)]
+    evaluator = module.object_detection_evaluation.ObjectDetectionEvaluator
+    evaluate, captured = evaluator.evaluate, []
+    # ActivityNet's run_evaluation prints the metrics and returns None: capture them.
+    evaluator.evaluate = lambda self: captured.append(evaluate(self)) or captured[-1]
     try:
         takes_logger = "logger" in module.run_evaluation.__code__.co_varnames
         kwargs = {"logger": logging.getLogger("x")} if takes_logger else {}
-        m = module.run_evaluation(*files, **kwargs)
+        with contextlib.redirect_stdout(io.StringIO()):
+            module.run_evaluation(*files, **kwargs)
+        m = captured[-1]
     finally:
+        evaluator.evaluate = evaluate
         for f in files:
             if f:
                 f.close()

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acar_jax.result_csv import read_ava_csv, read_result_csv, rows_from_arrays, write_result_csv
+from acar_jax.result_csv import (
+    read_ava_csv,
+    read_result_csv,
+    rows_from_arrays,
+    write_box_scores,
+    write_result_csv,
+)
 
 CLASS_IDS = (1, 3, 12, 80)
 GOOD = "vid_a,0902,0.1,0.2,0.3,0.4,12,0.5\nvid_b,903,0.0,0.0,1.0,1.0,80,0.25\n"
@@ -104,3 +110,16 @@ def test_rows_from_arrays_matches_reading_the_written_file(tmp_path):
     rows = rows_from_arrays(["b", "a", "b"], [1, 2, 3], np.eye(3, 4), [1, 3, 12], [0.5, 0.25, 0.125])
     assert list(rows.video_id) == ["b", "a", "b"]
     assert rows.where(2).endswith(":3")
+
+
+def test_write_box_scores_writes_box_major_rows_in_label_map_order(tmp_path):
+    path = tmp_path / "out.csv"
+    scores = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]])
+    write_box_scores(path, ["a", "b"], [902, 1798], [[0.1, 0.2, 0.3, 0.4], [0, 0, 1, 1]], scores, CLASS_IDS)
+    lines = path.read_text().splitlines()
+    assert lines[:2] == ["a,902,0.100,0.200,0.300,0.400,1,0.100", "a,902,0.100,0.200,0.300,0.400,3,0.200"]
+    assert lines[-1] == "b,1798,0.000,0.000,1.000,1.000,80,0.800" and len(lines) == 8
+    rows = read_result_csv(path, CLASS_IDS)
+    np.testing.assert_array_equal(rows.score.reshape(2, 4), scores)
+    with pytest.raises(ValueError, match=r"scores has shape \(2, 3\), expected"):
+        write_box_scores(path, ["a", "b"], [1, 2], np.zeros((2, 4)), np.zeros((2, 3)), CLASS_IDS)
