@@ -50,12 +50,12 @@ class Conv3d(nnx.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], *,
                  stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
-                 dilation: int | Sequence[int] = 1, dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs):
+                 dilation: int | Sequence[int] = 1, dtype: jnp.dtype | str = jnp.float32, rngs: nnx.Rngs):
         self.kernel_size = _triple(kernel_size, "kernel_size")
         self.stride = _triple(stride, "stride")
         self.padding = _triple(padding, "padding")
         self.dilation = _triple(dilation, "dilation")
-        self.dtype = dtype
+        self.dtype = jnp.dtype(dtype)  # accepts "bfloat16" as written in config.model.dtype
         shape = (*self.kernel_size, in_channels, out_channels)
         self.kernel = nnx.Param(he_normal_fan_out(rngs.params(), shape))
 

@@ -126,7 +126,7 @@ class SlowFast(nnx.Module):
     BN statistics stay float32); `remat` rematerialises each residual stage in the backward pass.
     """
 
-    def __init__(self, backbone_config: ml_collections.ConfigDict, *, dtype: jnp.dtype = jnp.float32,
+    def __init__(self, backbone_config: ml_collections.ConfigDict, *, dtype: jnp.dtype | str = jnp.float32,
                  remat: bool = False, rngs: nnx.Rngs):
         cfg = backbone_config
         _check_config(cfg)
@@ -136,7 +136,7 @@ class SlowFast(nnx.Module):
         self.beta = beta
         self.slow_full_span = bool(cfg.slow_full_span)
         self.fuse_kernel_size = k
-        self.dtype = dtype
+        self.dtype = jnp.dtype(dtype)  # accepts "bfloat16" as written in config.model.dtype
         self.remat = bool(remat)
         common = dict(eps=eps, dtype=dtype, rngs=rngs)
         conv = dict(dtype=dtype, rngs=rngs)
