@@ -267,10 +267,17 @@ class _ClipLoader:
                 "video_id": np.bytes_(rec.video_id.encode()), "timestamp": np.int32(rec.timestamp)}
 
     def _decode(self, ex: dict[str, tf.Tensor]) -> tf.Tensor:
-        """[T, H, W, 3] uint8: JPEGs decoded by TF (outside the GIL), or an mp4 decoded by PyAV."""
+        """[T, H, W, 3] uint8: JPEGs decoded by TF (outside the GIL), or an mp4 decoded by PyAV.
+
+        INTEGER_ACCURATE is libjpeg's ISLOW, what PIL (the reference's reader) uses: the decoded pixels are
+        the reference's exactly (TF's default, INTEGER_FAST, is off by up to 4 levels).
+        """
+        def decode(path):
+            return tf.io.decode_jpeg(tf.io.read_file(path), channels=3, dct_method="INTEGER_ACCURATE")
+
         def jpegs():
-            return tf.map_fn(lambda p: tf.io.decode_jpeg(tf.io.read_file(p), channels=3), ex["paths"],
-                             fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+            spec = tf.TensorSpec([None, None, 3], tf.uint8)
+            return tf.map_fn(decode, ex["paths"], fn_output_signature=spec)
 
         def video():
             frames = tf.numpy_function(_decode_video_frames, [ex["video_path"], ex["frame_idx"]], tf.uint8,
