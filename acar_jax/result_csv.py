@@ -64,9 +64,10 @@ class AvaRows:
 def rows_from_arrays(video_id: Sequence[str], timestamp, boxes, action_id, score=None,
                      path: str = "") -> AvaRows:
     """Builds `AvaRows` from per-row arrays (in-memory results; `score=None` means 7-column rows)."""
-    video_id = np.asarray(video_id, dtype=object)
+    video_id = np.asarray(video_id, dtype=object).reshape(-1)
     n = video_id.shape[0]
     videos, video_index = np.unique(video_id.astype(str), return_inverse=True)
+    video_index = video_index.reshape(-1)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(n, 4)
     score = np.ones(n) if score is None else np.asarray(score, dtype=np.float64).reshape(n)
     return AvaRows(video_index.astype(np.int64), videos.astype(object),
@@ -81,6 +82,8 @@ def read_ava_csv(path: str | os.PathLike) -> AvaRows:
     id, an unparsable or non-finite number.
     """
     path = os.fspath(path)
+    if os.path.getsize(path) == 0:   # no detections at all is a valid result
+        return rows_from_arrays([], [], np.zeros((0, 4)), [], path=path)
     try:
         rows = _read_fast(path)
     except Exception:  # pyarrow refused something: the line-by-line reader parses it or names the bad line
@@ -95,6 +98,8 @@ def read_result_csv(path: str | os.PathLike, class_ids: Iterable[int]) -> AvaRow
     Raises ValueError naming the file and the 1-based line of the first bad row.
     """
     path = os.fspath(path)
+    if os.path.getsize(path) == 0:
+        return rows_from_arrays([], [], np.zeros((0, 4)), [], [], path=path)
     try:
         rows = _read_fast(path, num_columns=8)
     except Exception:
@@ -226,8 +231,6 @@ def _read_slow(path: str, columns: tuple[int, ...]) -> AvaRows:
             boxes.append(box)
             acts.append(a)
             scores.append(s)
-    if not ts:
-        raise ValueError(f"{path}: no rows (an AVA CSV has one row per box and action, no header)")
     return rows_from_arrays(vids, ts, boxes, acts, scores, path)
 
 

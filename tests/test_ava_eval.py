@@ -145,6 +145,16 @@ def test_detections_on_keyframes_without_gt_are_false_positives(tmp_path):
     assert _evaluate(tmp_path, gt, det).ap_by_id()[12] == 0.5
 
 
+def test_empty_detection_file_scores_zero_and_empty_gt_gives_nan(tmp_path):
+    gt = _write(tmp_path / "gt.csv", [_gt("v", 902, A, 12)])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    r = ava_eval.evaluate(LABEL_MAP, gt, empty)
+    assert r.ap_by_id()[12] == 0.0 and r.mean_ap == 0.0
+    det = _write(tmp_path / "det.csv", [_det("v", 902, A, 12, 0.9)])
+    assert np.isnan(ava_eval.evaluate(LABEL_MAP, empty, det).mean_ap)
+
+
 def test_cli_prints_per_class_ap_and_full_precision_map_last(tmp_path, capsys):
     gt = _write(tmp_path / "gt.csv", [_gt("v", 902, A, 12), _gt("v", 902, B, 12), _gt("v", 903, A, 17)])
     det = _write(tmp_path / "det.csv", [_det("v", 902, FAR, 12, 0.9), _det("v", 902, A, 12, 0.8),
