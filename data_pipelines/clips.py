@@ -60,7 +60,7 @@ def spatial_buckets(records_or_sizes: Sequence[KeyframeRecord] | Sequence[Size],
 
         scaled = {(rescale(h), rescale(w)) for h, w in data_config.spatial_buckets}
         return tuple(sorted(scaled, key=lambda hw: (hw[0] * hw[1], hw)))
-    sizes = [_original_size(item) for item in records_or_sizes]
+    sizes = _original_sizes(records_or_sizes)
     resized = [transforms.resized_hw(h, w, scale) for h, w in sizes]
     distinct = sorted(set(resized))
     budget = int(data_config.max_spatial_buckets)
@@ -104,7 +104,6 @@ def _ceil_div(a: int, b: int) -> int:
 
 # ------------------------------------------------------------------------------------ frame sources
 
-@functools.lru_cache(maxsize=65536)
 def _probe_size(frames_dir: str, video_path: str, keyframe_index: int) -> Size:
     """(height, width) of a video's frames, read from one JPEG header or the mp4 stream (no full decode)."""
     if video_path:
@@ -125,12 +124,20 @@ def _probe_size(frames_dir: str, video_path: str, keyframe_index: int) -> Size:
     return int(height), int(width)
 
 
-def _original_size(item: KeyframeRecord | Size) -> Size:
-    if isinstance(item, KeyframeRecord):
+def _original_sizes(records_or_sizes: Sequence[KeyframeRecord] | Sequence[Size]) -> list[Size]:
+    """Frame (height, width) per item: sizes as given, records probed once per video (frames share a size)."""
+    per_video: dict[tuple[str, str], Size] = {}
+    sizes = []
+    for item in records_or_sizes:
+        if not isinstance(item, KeyframeRecord):
+            sizes.append((int(item[0]), int(item[1])))
+            continue
         src = item.source
-        return _probe_size(src.frames_dir, src.video_path, src.keyframe_index if src.frames_dir else 0)
-    h, w = item
-    return int(h), int(w)
+        key = (src.frames_dir, src.video_path)
+        if key not in per_video:
+            per_video[key] = _probe_size(src.frames_dir, src.video_path, src.keyframe_index)
+        sizes.append(per_video[key])
+    return sizes
 
 
 def _frame_indices(record: KeyframeRecord, data_config: ml_collections.ConfigDict) -> np.ndarray:
@@ -183,10 +190,10 @@ def _plan_items(records: Sequence[KeyframeRecord], data_config: ml_collections.C
         if num_classes is not None and rec.labels.shape != (rec.num_boxes, num_classes):
             raise ValueError(f"{_keyframe_name(rec)}: labels must be [n, K] = [{rec.num_boxes}, "
                              f"{num_classes}], got {rec.labels.shape}")
-    buckets = spatial_buckets(records, data_config, scale)
+    sizes = _original_sizes(records)
+    buckets = spatial_buckets(sizes, data_config, scale)
     items = []
-    for rec in records:
-        h, w = _original_size(rec)
+    for rec, (h, w) in zip(records, sizes, strict=True):
         resize_hw = transforms.resized_hw(h, w, scale)
         try:
             pad_hw = assign_spatial_bucket(resize_hw, buckets)
