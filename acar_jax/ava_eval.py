@@ -35,12 +35,14 @@ import heapq
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from acar_jax.result_csv import AvaRows, read_ava_csv
 from data_pipelines.ava_files import read_exclusions, read_label_map
 
+DEFAULT_LABEL_MAP = Path(__file__).resolve().parent / "data/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
 DETECTIONS_PER_KEYFRAME = 50   # the official reader's heap capacity for detections
 IOU_THRESHOLD = 0.5
 
@@ -339,7 +341,8 @@ def format_result(result: FrameMapResult) -> str:
 def main(argv: list[str] | None = None) -> None:
     """CLI with the official script's flags."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-l", "--labelmap", required=True, help="label map (.pbtxt)")
+    parser.add_argument("-l", "--labelmap", default=str(DEFAULT_LABEL_MAP),
+                        help="label map (.pbtxt); default: the 60-class AVA v2.2 map shipped with acar_jax")
     parser.add_argument("-g", "--groundtruth", required=True, help="GT CSV")
     parser.add_argument("-d", "--detections", required=True, help="result CSV to score")
     parser.add_argument("-e", "--exclusions", default=None, help="excluded keyframes (video_id,timestamp)")
