@@ -1,0 +1,201 @@
+"""PyTorch weight import (acar_jax/torch_import.py): naming schemes, strictness, safe loading.
+
+Oracles: `tests/parity/torch_slowfast.py` (the reference SlowFast with its exact attribute names, random
+weights and BN statistics) and `tests/parity/torch_reference_names.py` (the key layouts of ACAR-Net training,
+model-zoo and Kinetics-pretrained files, and of PySlowFast `.pyth` files). Features are compared to the
+oracle's with 1e-4 max abs tolerance (tiny config, outputs O(1..10)).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from flax import nnx  # noqa: E402
+
+from acar_jax import torch_import as ti  # noqa: E402
+from acar_jax.models.slowfast import SlowFast  # noqa: E402
+from configs.default import get_config  # noqa: E402
+from tests.parity import torch_reference_names as names  # noqa: E402
+from tests.parity import torch_slowfast as sf_oracle  # noqa: E402
+
+ATOL = 1e-4
+
+
+def tiny_backbone_config(**overrides):
+    cfg = get_config().model.backbone
+    cfg.update(overrides)
+    return cfg
+
+
+class BackboneOnly(nnx.Module):
+    """The backbone subtree of the detector (`backbone/...` paths), for tests that need no head."""
+
+    def __init__(self, cfg, rngs: nnx.Rngs):
+        self.backbone = SlowFast(cfg, rngs=rngs)
+
+
+def abstract_backbone(cfg) -> BackboneOnly:
+    return nnx.eval_shape(lambda: BackboneOnly(cfg, nnx.Rngs(0)))
+
+
+def torch_backbone(cfg, seed: int = 0):
+    return sf_oracle.randomize_(sf_oracle.from_backbone_config(cfg), seed)
+
+
+def save_and_load(tmp_path, obj, name="ckpt.pth") -> tuple[dict, str]:
+    path = str(tmp_path / name)
+    torch.save(obj, path)
+    return ti.load_torch_file(path)
+
+
+def assert_features_equal(torch_model, flax_model, cfg, seed: int = 1) -> None:
+    clips = np.random.RandomState(seed).randn(1, cfg_frames(cfg), 32, 48, 3).astype(np.float32)
+    with torch.no_grad():
+        ref = torch_model(torch.from_numpy(clips).permute(0, 4, 1, 2, 3))
+    ours = nnx.jit(lambda m, x: m.backbone(x))(flax_model, jnp.asarray(clips))
+    for r, o, name in zip(ref, ours, ("slow", "fast"), strict=True):
+        r = r.permute(0, 2, 3, 4, 1).numpy()
+        err = float(np.max(np.abs(r - np.asarray(o))))
+        print(f"{name}: max abs err {err:.2e} (max |x| {np.max(np.abs(r)):.2f})")
+        assert err < ATOL, f"{name} features differ by {err}"
+
+
+def cfg_frames(cfg) -> int:
+    return 2 * int(cfg.alpha)
+
+
+@pytest.mark.parametrize("form", ["kinetics_bare", "pyslowfast"])
+def test_backbone_import_equals_oracle_features(tmp_path, form):
+    """A Kinetics backbone file (reference naming + `fc`) and a PySlowFast `.pyth` (model_state +
+    head.projection) give the oracle's features exactly; the classifier is reported, nothing else is
+    left over."""
+    cfg = tiny_backbone_config()
+    oracle = torch_backbone(cfg)
+    if form == "kinetics_bare":
+        obj, classifier = names.kinetics_backbone_file(oracle), ["fc.bias", "fc.weight"]
+    else:
+        obj = names.pyslowfast_checkpoint(oracle)
+        classifier = ["head.projection.bias", "head.projection.weight"]
+    source, container = save_and_load(tmp_path, obj)
+    model = abstract_backbone(cfg)
+    report = ti.import_into(model, source, allow_unused=("classifier",), container=container)
+    assert report.scheme == ("pyslowfast" if form == "pyslowfast" else "acar")
+    assert report.container == ("model_state" if form == "pyslowfast" else "flat")
+    assert sorted(report.unused["classifier"]) == classifier
+    assert not report.missing
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm3d) for m in oracle.modules())
+    assert len(report.ignored) == n_bn
+    assert len(report.loaded) == len(oracle.state_dict()) - n_bn
+    assert "head.projection.weight" in report.format() or "fc.weight" in report.format()
+    assert_features_equal(oracle, model, cfg)
+
+
+def test_classifier_keys_refused_without_allow_unused(tmp_path):
+    """Strict by default: the Kinetics classifier must be released explicitly, and the error names its key."""
+    cfg = tiny_backbone_config()
+    source, _ = save_and_load(tmp_path, names.pyslowfast_checkpoint(torch_backbone(cfg)))
+    with pytest.raises(ti.CheckpointImportError,
+                       match=r"head\.projection\.weight.*--allow_unused=classifier"):
+        ti.import_into(abstract_backbone(cfg), source)
+
+
+def test_pyslowfast_into_conv_only_fusion_fails_naming_keys(tmp_path):
+    """PySlowFast fusion is conv + BN + ReLU (kernel 7 in its R50): a conv-only kernel-5 model gets errors
+    naming each key."""
+    src_cfg = tiny_backbone_config()
+    source, _ = save_and_load(tmp_path, names.pyslowfast_checkpoint(torch_backbone(src_cfg)))
+    dst_cfg = tiny_backbone_config(fuse_only_conv=True, fuse_kernel_size=5)
+    with pytest.raises(ti.CheckpointImportError) as err:
+        ti.import_into(abstract_backbone(dst_cfg), source, allow_unused=("classifier",))
+    msg = str(err.value)
+    print(msg)
+    assert "shape mismatch: key 's1_fuse.conv_f2s.weight'" in msg
+    assert "unused key 's1_fuse.bn.weight'" in msg
+
+
+def test_unknown_pyslowfast_block_is_an_error(tmp_path):
+    """A PySlowFast part with no counterpart (a non-local block) is never silently dropped."""
+    cfg = tiny_backbone_config()
+    obj = names.pyslowfast_checkpoint(torch_backbone(cfg))
+    obj["model_state"]["s3.pathway0_nonlocal1.conv_theta.weight"] = torch.zeros(2, 2, 1, 1, 1)
+    source, _ = save_and_load(tmp_path, obj)
+    with pytest.raises(ti.CheckpointImportError,
+                       match=r"unused key 's3\.pathway0_nonlocal1\.conv_theta\.weight'"):
+        ti.import_into(abstract_backbone(cfg), source, allow_unused=("classifier",))
+
+
+def test_malicious_pickle_is_refused_without_running_code(tmp_path):
+    """A checkpoint whose unpickling would create a marker file is refused; the marker never appears; the
+    message names the opt-in flag."""
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "config": Payload()}, str(path))
+    assert not marker.exists()
+    with pytest.raises(ti.CheckpointImportError, match="--trust_pickle"):
+        ti.load_torch_file(str(path))
+    assert not marker.exists()
+
+    legacy = tmp_path / "evil_legacy.pth"  # a plain (non-zip) pickle, the pre-1.6 torch format
+    with open(legacy, "wb") as f:
+        pickle.dump({"w": Payload()}, f, protocol=2)
+    with pytest.raises(ti.CheckpointImportError, match="--trust_pickle"):
+        ti.load_torch_file(str(legacy))
+    assert not marker.exists()
+
+
+def test_trusted_pickle_with_config_object_loads(tmp_path):
+    """With trust_pickle a file that stores a (benign) config object loads; its tensors are found."""
+    cfg = tiny_backbone_config()
+    obj = names.training_checkpoint(names.ddp_model(torch_backbone(cfg), torch.nn.Linear(2, 2)))
+    obj["config"] = _BenignConfig()
+    path = str(tmp_path / "trusted.pth")
+    torch.save(obj, path)
+    with pytest.raises(ti.CheckpointImportError, match="--trust_pickle"):
+        ti.load_torch_file(path)
+    source, container = ti.load_torch_file(path, trust_pickle=True)
+    assert container == "state_dict"
+    assert "module.backbone.module.fast_conv1.weight" in source
+
+
+class _BenignConfig:
+    """A pickled object that is not a tensor or a plain container (the reference stores none; others do)."""
+
+    lr = 0.1
+
+
+def test_missing_torch_gives_clear_message(monkeypatch, tmp_path):
+    """torch is only needed to read the file; without it the message says how to get it."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(ImportError, match="pip install torch"):
+        ti.load_torch_file(str(tmp_path / "x.pth"))
+
+
+def test_not_a_state_dict_is_named(tmp_path):
+    path = str(tmp_path / "list.pth")
+    torch.save({"state_dict": {"a.weight": torch.zeros(1)}, "epoch": 1}, path)
+    source, container = ti.load_torch_file(path)
+    assert container == "state_dict" and list(source) == ["a.weight"]
+    torch.save({"epoch": 1, "weights": [torch.zeros(1)]}, path)
+    with pytest.raises(ti.CheckpointImportError, match=r"key 'epoch' holds a int"):
+        ti.load_torch_file(path)
