@@ -199,3 +199,69 @@ def test_not_a_state_dict_is_named(tmp_path):
     torch.save({"epoch": 1, "weights": [torch.zeros(1)]}, path)
     with pytest.raises(ti.CheckpointImportError, match=r"key 'epoch' holds a int"):
         ti.load_torch_file(path)
+
+
+def ddp_training_source(tmp_path, cfg, **save_kwargs) -> dict:
+    """A reference training checkpoint (DDP keys, `state_dict` container) of the oracle backbone."""
+    torch_model = names.ddp_model(torch_backbone(cfg), torch.nn.Identity())
+    source, container = save_and_load(tmp_path, names.training_checkpoint(torch_model))
+    assert container == "state_dict"
+    return source
+
+
+def test_missing_key_is_named(tmp_path):
+    cfg = tiny_backbone_config()
+    source = ddp_training_source(tmp_path, cfg)
+    del source["module.backbone.module.slow_res2.0.bn2.running_var"]
+    with pytest.raises(ti.CheckpointImportError,
+                       match=r"missing key for backbone/slow_res2/0/bn2/var.*--allow_missing=backbone"):
+        ti.import_into(abstract_backbone(cfg), source)
+
+
+def test_extra_key_is_named(tmp_path):
+    cfg = tiny_backbone_config()
+    source = ddp_training_source(tmp_path, cfg)
+    source["module.backbone.module.slow_res2.0.conv4.weight"] = np.zeros((4, 4, 1, 1, 1), np.float32)
+    with pytest.raises(ti.CheckpointImportError,
+                       match=r"unused key 'module\.backbone\.module\.slow_res2\.0\.conv4\.weight': maps to "
+                             r"backbone/slow_res2/0/conv4/kernel, which the model does not have"):
+        ti.import_into(abstract_backbone(cfg), source)
+
+
+def test_wrong_shape_is_named(tmp_path):
+    cfg = tiny_backbone_config()
+    source = ddp_training_source(tmp_path, cfg)
+    key = "module.backbone.module.fast_conv1.weight"
+    source[key] = source[key][:, :, :3]  # temporal kernel 3 instead of 5
+    with pytest.raises(ti.CheckpointImportError,
+                       match=r"shape mismatch: key 'module\.backbone\.module\.fast_conv1\.weight' has "
+                             r"torch shape \(4, 3, 3, 7, 7\).*backbone/fast_conv1/kernel has shape "
+                             r"\(5, 7, 7, 3, 4\)"):
+        ti.import_into(abstract_backbone(cfg), source)
+
+
+def test_two_keys_for_one_array_is_an_error():
+    """A file with both a bare and a prefixed copy of a tensor would use one of them silently: refused."""
+    source = {"module.backbone.module.fast_bn1.weight": np.ones(4, np.float32),
+              "backbone.module.fast_bn1.weight": np.ones(4, np.float32)}
+    with pytest.raises(ti.CheckpointImportError,
+                       match=r"duplicate: keys .* both map to backbone/fast_bn1/scale"):
+        ti.import_into(abstract_backbone(tiny_backbone_config()), source, allow_missing=("backbone",))
+
+
+def test_wrong_depth_is_named(tmp_path):
+    """A deeper checkpoint (R101-like: more res4 blocks) into a shallower config names the stage, both depths,
+    the config field and a key of the extra block; the reverse names an array the checkpoint cannot fill."""
+    deep, shallow = tiny_backbone_config(layers=(1, 1, 3, 1)), tiny_backbone_config()
+    source = ddp_training_source(tmp_path, deep)
+    with pytest.raises(ti.CheckpointImportError) as err:
+        ti.import_into(abstract_backbone(shallow), source)
+    msg = str(err.value)
+    print(msg.splitlines()[1])
+    assert ("depth mismatch at backbone/slow_res3: the checkpoint has 3 blocks, the model has 1 "
+            "(model.backbone.layers) (e.g. key 'module.backbone.module.slow_res3.1.conv1.weight'") in msg
+    assert "depth mismatch at backbone/fast_res3" in msg
+    with pytest.raises(ti.CheckpointImportError,
+                       match=r"depth mismatch at backbone/fast_res3: the checkpoint has 1 blocks, the model "
+                             r"has 3 \(model.backbone.layers\) \(e.g. backbone/fast_res3/1/"):
+        ti.import_into(abstract_backbone(deep), ddp_training_source(tmp_path, shallow))
