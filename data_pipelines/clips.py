@@ -308,7 +308,7 @@ class _ClipLoader:
         labels = tf.where(mask[:, None], ex["labels"], 0.0)
 
         def real_clip():
-            clip = transforms.resize_clip(self._decode(ex), ex["resize_hw"])
+            clip = transforms.resize_clip(self._decode(ex), ex["resize_hw"])  # uint8: a cheap flip
             clip = tf.cond(flip, lambda: transforms.flip_clip(clip), lambda: clip)
             clip = transforms.normalize_clip(clip, float(cfg.pixel_scale), tuple(cfg.mean), tuple(cfg.std))
             return transforms.pad_clip(clip, ex["pad_hw"])

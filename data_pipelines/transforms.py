@@ -41,14 +41,14 @@ def scale_frames(frames: np.ndarray, out_hw) -> np.ndarray:
 
 
 def resize_clip(frames: tf.Tensor, out_hw: tf.Tensor) -> tf.Tensor:
-    """[T, H, W, 3] uint8 -> [T, h, w, 3] float32 in 0..255: `scale_frames` as a tf op (skipped, with its
-    Python call, when the frames already have the size)."""
+    """[T, H, W, 3] uint8 -> [T, h, w, 3] uint8: `scale_frames` as a tf op (skipped, with its Python call,
+    when the frames already have the size)."""
     def resize():
         resized = tf.numpy_function(scale_frames, [frames, out_hw], tf.uint8, stateful=False)
         return tf.ensure_shape(resized, [frames.shape[0], None, None, 3])
 
     same = tf.reduce_all(tf.equal(tf.shape(frames)[1:3], out_hw))
-    return tf.cast(tf.cond(same, lambda: frames, resize), tf.float32)
+    return tf.cond(same, lambda: frames, resize)
 
 
 def flip_clip(frames: tf.Tensor) -> tf.Tensor:
@@ -63,7 +63,9 @@ def flip_boxes(boxes: tf.Tensor) -> tf.Tensor:
 
 
 def normalize_clip(frames: tf.Tensor, pixel_scale: float, mean, std) -> tf.Tensor:
-    """(x / pixel_scale - mean) / std per channel, as the reference's ToTensor(norm_value) + Normalize."""
+    """(x / pixel_scale - mean) / std per channel in float32, as the reference's ToTensor(norm_value) +
+    Normalize (uint8 frames are cast first)."""
+    frames = tf.cast(frames, tf.float32)
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
     return (frames / pixel_scale - mean) / std

@@ -104,6 +104,7 @@ def test_resize_is_the_reference_scale(h, w, size):
     ref = np.asarray(pil if (ow, oh) == (w, h) else pil.resize((ow, oh), Image.BILINEAR), np.float32)
     got = transforms.resize_clip(tf.constant(img[None]), tf.constant(transforms.resized_hw(h, w, size)))
     got = got.numpy()[0]
+    assert got.dtype == np.uint8
     np.testing.assert_array_equal(got, ref)
 
 
