@@ -123,3 +123,12 @@ def test_write_box_scores_writes_box_major_rows_in_label_map_order(tmp_path):
     np.testing.assert_array_equal(rows.score.reshape(2, 4), scores)
     with pytest.raises(ValueError, match=r"scores has shape \(2, 3\), expected"):
         write_box_scores(path, ["a", "b"], [1, 2], np.zeros((2, 4)), np.zeros((2, 3)), CLASS_IDS)
+
+
+def test_crlf_line_ends_and_a_missing_final_newline_read_the_same(tmp_path):
+    want = read_result_csv(_file(tmp_path, GOOD, "lf.csv"), CLASS_IDS)
+    for name, text in (("crlf.csv", GOOD.replace("\n", "\r\n")), ("nofinal.csv", GOOD.rstrip("\n"))):
+        got = read_result_csv(_file(tmp_path, text, name), CLASS_IDS)
+        np.testing.assert_array_equal(got.boxes, want.boxes)
+        np.testing.assert_array_equal(got.score, want.score)
+        assert list(got.video_id) == list(want.video_id)
