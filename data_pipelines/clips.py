@@ -18,9 +18,11 @@ import dataclasses
 import functools
 from collections.abc import Iterator, Sequence
 
+import av
 import ml_collections
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from data_pipelines import frame_index, transforms
 from data_pipelines.records import KeyframeRecord
@@ -107,14 +109,12 @@ def _ceil_div(a: int, b: int) -> int:
 def _probe_size(frames_dir: str, video_path: str, keyframe_index: int) -> Size:
     """(height, width) of a video's frames, read from one JPEG header or the mp4 stream (no full decode)."""
     if video_path:
-        import av  # noqa: PLC0415 (only Kinetics clips need PyAV)
         try:
             with av.open(video_path) as container:
                 stream = container.streams.video[0]
                 return int(stream.codec_context.height), int(stream.codec_context.width)
         except (OSError, IndexError, av.FFmpegError) as e:
             raise ValueError(f"cannot read the video stream size of {video_path}: {e}") from e
-    from PIL import Image  # noqa: PLC0415
     path = frame_index.frame_paths(frames_dir, [keyframe_index])[0]
     try:
         with Image.open(path) as img:
