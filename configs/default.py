@@ -117,6 +117,7 @@ def get_train_config() -> ml_collections.ConfigDict:
     sched.warmup_steps = -1           # > 0 overrides warmup_epochs (paper's AVA-Kinetics recipe: 9k steps)
     sched.milestone_steps = ()        # non-empty overrides milestone_epochs (paper: 51k, 53k)
     sched.lr_mults = (0.1, 0.1)
+    sched.min_lr = 0.0                # cosine: final rate (the reference's eta_min)
     return train
 
 
