@@ -13,9 +13,11 @@ yields what an uninterrupted iterator yields from step k on, without decoding th
 
 from __future__ import annotations
 
+import atexit
 import collections
 import dataclasses
 import functools
+import weakref
 from collections.abc import Iterator, Sequence
 
 import av
@@ -430,13 +432,40 @@ class TrainInput:
         yield from _checked(ds, items_of, self.config, start_step)
 
 
+class _TfBatches:
+    """Owns a tf iterator over `ds` and yields numpy batches; `close()` frees it.
+
+    A tf iterator over a Python generator must be freed while the interpreter is still up (else TF logs a
+    FAILED_PRECONDITION error when it finalizes the GeneratorDataset at exit): an atexit hook closes live ones.
+    """
+    live: weakref.WeakSet = weakref.WeakSet()
+
+    def __init__(self, ds: tf.data.Dataset):
+        self._it = iter(ds)
+        _TfBatches.live.add(self)
+
+    def next(self) -> dict:
+        if self._it is None:
+            raise StopIteration
+        return tf.nest.map_structure(lambda x: x.numpy(), next(self._it))
+
+    def close(self) -> None:
+        self._it = None
+
+
+@atexit.register
+def _close_live_iterators() -> None:
+    for batches in list(_TfBatches.live):
+        batches.close()
+
+
 def _checked(ds: tf.data.Dataset, items_of_step, data_config, start_step: int) -> Iterator[dict]:
     """Iterates `ds` as numpy, re-raising a tf error of batch s as one naming the file at fault."""
-    it = ds.as_numpy_iterator()
+    batches = _TfBatches(ds)
     step = start_step
     while True:
         try:
-            batch = next(it)
+            batch = batches.next()
         except StopIteration:
             return
         except tf.errors.OpError as e:
