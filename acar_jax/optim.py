@@ -26,7 +26,7 @@ def sgd_direction(optimizer_config: ml_collections.ConfigDict) -> optax.Gradient
     parts = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
     if momentum:
         parts.append(optax.trace(decay=momentum, nesterov=bool(optimizer_config.nesterov)))
-    return optax.chain(*parts)
+    return optax.chain(*parts) if parts else optax.identity()
 
 
 def apply_updates(params, direction, lr: jax.Array):

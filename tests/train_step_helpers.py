@@ -1,0 +1,101 @@
+"""A tiny stand-in detector and runs of the sharded step, shared by test_train_step.py and its 8-device
+subprocess (`python -m tests.train_step_helpers OUT.npz` under XLA_FLAGS=--xla_force_host_platform_device_count=8).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from acar_jax import optim, train_step
+
+K = 5  # classes
+
+
+class TinyDetector(nnx.Module):
+    """The detector's interface (clips, boxes, box_mask, valid_hw, train) -> [B, N, K] with a frozen
+    normalisation (nnx.BatchStat), a conv, dropout and a per-box classifier."""
+
+    def __init__(self, *, rngs: nnx.Rngs, dropout: float = 0.0):
+        self.mean = nnx.BatchStat(jnp.full((3,), 0.1))
+        self.var = nnx.BatchStat(jnp.full((3,), 2.0))
+        self.conv = nnx.Conv(3, 4, (1, 3, 3), rngs=rngs)
+        self.fc = nnx.Linear(8, K, rngs=rngs)
+        self.drop = nnx.Dropout(dropout, rngs=rngs)
+
+    def __call__(self, clips, boxes, box_mask, valid_hw, *, train=False):
+        x = (clips - self.mean[...]) / jnp.sqrt(self.var[...])
+        f = jax.nn.relu(self.conv(x)).mean(axis=(1, 2, 3))                      # [B, 4]
+        feats = jnp.concatenate([jnp.broadcast_to(f[:, None], boxes.shape[:2] + (4,)), boxes], -1)
+        return self.fc(self.drop(feats, deterministic=not train))
+
+
+def roi_bce(logits, labels, box_mask):
+    """Per-RoI mean sigmoid BCE, 0 where masked ([B, N])."""
+    return jnp.where(box_mask, optax.sigmoid_binary_cross_entropy(logits, labels).mean(-1), 0.0)
+
+
+def make_batch(seed: int, b: int, n: int, counts) -> dict[str, np.ndarray]:
+    """A batch of b clips [b, 4, 8, 8, 3] with counts[i] real boxes in clip i (random multi-hot labels)."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((b, n), bool)
+    for i, c in enumerate(counts):
+        mask[i, :c] = True
+    xy = rng.uniform(0, 0.5, size=(b, n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0.1, 0.5, size=(b, n, 2))], -1).astype(np.float32)
+    return {"clips": rng.normal(size=(b, 4, 8, 8, 3)).astype(np.float32),
+            "boxes": np.where(mask[..., None], boxes, 0).astype(np.float32), "box_mask": mask,
+            "valid_hw": np.full((b, 2), 8, np.int32),
+            "labels": np.where(mask[..., None], rng.integers(0, 2, size=(b, n, K)), 0).astype(np.float32)}
+
+
+def sgd(momentum=0.9, nesterov=True, weight_decay=1e-7):
+    return optim.sgd_direction(ml_collections.ConfigDict(dict(momentum=momentum, nesterov=nesterov,
+                                                              weight_decay=weight_decay)))
+
+
+def run(batches, lrs, *, tx=None, grad_accum_steps=1, dropout=0.0, devices=None):
+    """Runs the sharded step over `batches`; returns (flat params dict, list of metrics, final state)."""
+    mesh = train_step.make_mesh(devices)
+    model = TinyDetector(rngs=nnx.Rngs(params=0, dropout=1), dropout=dropout)
+    tx = tx if tx is not None else sgd()
+    graphdef, rest, state = train_step.create_train_state(model, tx)
+    state = train_step.replicate(state, mesh)
+    rest = train_step.replicate(rest, mesh)
+    step = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=roi_bce,
+                                      grad_accum_steps=grad_accum_steps, seed=3)
+    metrics = []
+    for batch, lr in zip(batches, lrs, strict=True):
+        state, m = step(state, rest, train_step.shard_batch(batch, mesh), jnp.float32(lr))
+        metrics.append(jax.device_get(m))
+    return flat(state.params), metrics, state
+
+
+def flat(params) -> dict[str, np.ndarray]:
+    return {"/".join(map(str, k)): np.asarray(v) for k, v in nnx.to_flat_state(params)}
+
+
+def scenarios() -> dict[str, np.ndarray]:
+    """Every quantity the tests compare between 1 and 8 devices."""
+    out = {}
+    three = [make_batch(s, 8, 4, [(i + s) % 5 for i in range(8)]) for s in range(3)]
+    params, _, _ = run(three, [0.008, 0.03, 0.064])
+    out.update({f"three_steps/{k}": v for k, v in params.items()})
+    sixteen = [make_batch(10 + s, 16, 4, [(i + s) % 5 for i in range(16)]) for s in range(2)]
+    for accum in (1, 2):
+        params, _, _ = run(sixteen, [0.03, 0.064], grad_accum_steps=accum)
+        out.update({f"accum{accum}/{k}": v for k, v in params.items()})
+    scale = make_batch(7, 8, 4, [1, 0, 0, 0, 0, 3, 0, 0])          # 2 clips with real RoIs: 1 and 3
+    params, _, _ = run([scale], [1.0], tx=sgd(momentum=0.0, nesterov=False, weight_decay=0.0))
+    out.update({f"loss_scale/{k}": v for k, v in params.items()})
+    return out
+
+
+if __name__ == "__main__":
+    np.savez(sys.argv[1], num_devices=jax.device_count(), **scenarios())
