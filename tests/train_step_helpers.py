@@ -22,11 +22,11 @@ class TinyDetector(nnx.Module):
     """The detector's interface (clips, boxes, box_mask, valid_hw, train) -> [B, N, K] with a frozen
     normalisation (nnx.BatchStat), a conv, dropout and a per-box classifier."""
 
-    def __init__(self, *, rngs: nnx.Rngs, dropout: float = 0.0):
+    def __init__(self, *, rngs: nnx.Rngs, dropout: float = 0.0, num_classes: int = K):
         self.mean = nnx.BatchStat(jnp.full((3,), 0.1))
         self.var = nnx.BatchStat(jnp.full((3,), 2.0))
         self.conv = nnx.Conv(3, 4, (1, 3, 3), rngs=rngs)
-        self.fc = nnx.Linear(8, K, rngs=rngs)
+        self.fc = nnx.Linear(8, num_classes, rngs=rngs)
         self.drop = nnx.Dropout(dropout, rngs=rngs)
 
     def __call__(self, clips, boxes, box_mask, valid_hw, *, train=False):

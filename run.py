@@ -1,0 +1,101 @@
+"""Entry point: `python run.py [--config=configs/<name>.py] [--config.x=y ...] [--workdir=DIR] [--mode=...]`.
+
+With no flags it runs configs/default.py: generates the synthetic dataset if absent, trains the tiny SlowFast +
+ACAR model and evaluates it, writing checkpoints, TensorBoard logs and the AVA result CSV under runs/default.
+Re-running the same command resumes from the latest checkpoint. This file only parses flags.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
+
+
+def _define_flags() -> None:
+    """Flags are defined after argv is checked: DEFINE_config_file already applies `--config.x=y` overrides."""
+    global _CONFIG, _WORKDIR, _MODE, _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID
+    _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "experiment config file (configs/*.py)",
+                                              lock_config=True)
+    _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default: runs/<config file name>)")
+    _MODE = flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval"], "what to run")
+    _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "multi-host: host:port of process 0")
+    _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "multi-host: number of processes")
+    _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "multi-host: this process's index")
+
+
+def _workdir() -> str:
+    if _WORKDIR.value:
+        return _WORKDIR.value
+    name = os.path.splitext(os.path.basename(config_flags.get_config_filename(flags.FLAGS["config"])))[0]
+    return os.path.join("runs", name)
+
+
+def _check_overrides(path: str, argv: list[str]) -> None:
+    """Raises UsageError naming an override `--config.a.b=v` whose field does not exist in the config file."""
+    spec = importlib.util.spec_from_file_location("_run_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    base = module.get_config()
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        keys = arg[len("--config."):].split("=", 1)[0].split(".")
+        node = base
+        for i, key in enumerate(keys):
+            if not hasattr(node, "keys") or key not in node:
+                where = ".".join(["config"] + keys[:i])
+                known = sorted(node.keys()) if hasattr(node, "keys") else []
+                raise app.UsageError(f"{arg}: {where} has no field {key!r} (config file {path}); its fields: "
+                                     f"{known}")
+            node = node[key]
+
+
+def _config_path(argv: list[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return _DEFAULT_CONFIG
+
+
+def _check_argv(argv: list[str]) -> None:
+    """Exits with one clear line (status 1) for an unknown config file or an override of a missing field."""
+    path = _config_path(argv)
+    if not os.path.isfile(path):
+        sys.exit(f"--config={path}: no such config file (the configs are in {os.path.dirname(_DEFAULT_CONFIG)}, "
+                 "e.g. --config=configs/default.py)")
+    try:
+        _check_overrides(path, argv)
+    except app.UsageError as e:
+        sys.exit(str(e))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config = _CONFIG.value
+    from acar_jax import train  # noqa: PLC0415 (flags are parsed before jax / tensorflow load)
+
+    train.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    workdir = _workdir()
+    logging.info("config %s, workdir %s, mode %s", config_flags.get_config_filename(flags.FLAGS["config"]),
+                 workdir, _MODE.value)
+    if _MODE.value == "eval":
+        metrics = train.evaluate_checkpoint(config, workdir)
+    else:
+        metrics = train.train_and_evaluate(config, workdir, final_eval=_MODE.value == "train_and_eval")
+    for key, value in sorted(metrics.items()):
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    _check_argv(sys.argv)
+    _define_flags()
+    app.run(main)
