@@ -75,12 +75,20 @@ def _raw_restore(manager: ocp.CheckpointManager, step: int) -> dict:
     """The checkpoint of `step` as host numpy arrays, whatever model or mesh wrote it."""
     meta = manager.item_metadata(step)
     abstract = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), dict(meta))
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    raw = dict(manager.restore(step, args=ocp.args.StandardRestore(abstract)))
+    for name in ("params", "batch_stats"):  # orbax stores nnx.List indices as strings: back to ints
+        raw[name] = _int_keys(raw[name])
+    return raw
+
+
+def _int_keys(tree: dict) -> dict:
+    return {int(k) if isinstance(k, str) and k.isdigit() else k: _int_keys(v) if isinstance(v, dict) else v
+            for k, v in tree.items()}
 
 
 def read_checkpoint(directory: str, step: int | None = None) -> dict:
     """{step, params, batch_stats, opt_state} of a checkpoint (latest when `step` is None) as numpy arrays."""
-    with ocp.CheckpointManager(os.path.abspath(directory)) as manager:
+    with ocp.CheckpointManager(os.path.abspath(directory), item_handlers=ocp.StandardCheckpointHandler()) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint steps under {directory}")
@@ -154,7 +162,7 @@ def init_from(target: TrainState, path: str, *, scope: str) -> TrainState:
         directory = os.path.join(directory, CHECKPOINT_SUBDIR)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"checkpoint.init_from: {path} is not a directory")
-    with ocp.CheckpointManager(directory) as manager:
+    with ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler()) as manager:
         step = manager.latest_step()
         if step is None:
             raise FileNotFoundError(f"checkpoint.init_from: no checkpoint steps under {directory}")
