@@ -105,7 +105,8 @@ class Checkpointer:
         self.every_steps = int(every_steps)
         self.manager = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                                                 enable_async_checkpointing=True))
+                                                                 enable_async_checkpointing=True),
+            item_handlers=ocp.StandardCheckpointHandler())  # a fresh process can read the metadata to resume
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
