@@ -76,6 +76,15 @@ def _true_divide(numerator: jax.Array, denominator: jax.Array | int) -> jax.Arra
     return numerator / jax.lax.optimization_barrier(denominator)
 
 
+def _adaptive_grid(bin_size: jax.Array, bound: int) -> jax.Array:
+    """torchvision's `ceil(roi_size / out)` samples per bin, clipped to `[0, bound]` (the documented bound).
+
+    Clipped in float before the int cast: the ceil of a huge box, or NaN (no samples), must not overflow.
+    """
+    grid = jnp.clip(jnp.ceil(bin_size), 0, bound)
+    return jnp.where(jnp.isnan(grid), 0, grid).astype(jnp.int32)
+
+
 def _axis_weights(start: jax.Array, bin_size: jax.Array, grid: jax.Array, num_samples: int,
                   out_size: int, size: int) -> jax.Array:
     """`[K, out_size, size]` weights of one axis: per output bin, the mean over its samples of the 1-D
@@ -126,7 +135,12 @@ def roi_align(features: jax.Array, rois: jax.Array, output_size: int | Sequence[
         the feature map. A box whose adaptive grid exceeds the bound has its grid CLIPPED to the bound on that
         axis: it gets `max` evenly spaced samples per bin, i.e. what torchvision gives with that fixed
         sampling ratio, not the adaptive result. Pass a larger bound for exact results on oversize boxes;
-        cost grows linearly with it only in the (small) weight construction.
+        it costs `K * out * max * size` per axis, in the weight construction only.
+
+    Sample positions are computed in float32 (or the rois' dtype if wider) exactly as torchvision's float32
+    kernel does; pooling runs in float32 at least (bf16 features are upcast, the result cast back). With
+    N > 1 images the image choice costs N times the work of the first contraction; callers that hold boxes
+    per image (the model's `[B, N_max, 4]`) are cheaper vmapping over images with N == 1.
 
     Returns:
       `[K, out_h, out_w, C]` in `features.dtype`. Differentiable with respect to `features`; the boxes are
@@ -157,10 +171,7 @@ def roi_align(features: jax.Array, rois: jax.Array, output_size: int | Sequence[
     if sampling_ratio > 0:
         grid_h = grid_w = jnp.full(rois.shape[:1], sampling_ratio, jnp.int32)
     else:
-        # ceil of a float that may be huge or NaN: clip in float before the cast; the clip also applies the
-        # documented bound.
-        grid_h = jnp.clip(jnp.ceil(bin_h), 0, bound_h).astype(jnp.int32)
-        grid_w = jnp.clip(jnp.ceil(bin_w), 0, bound_w).astype(jnp.int32)
+        grid_h, grid_w = _adaptive_grid(bin_h, bound_h), _adaptive_grid(bin_w, bound_w)
     a_y = _axis_weights(y1, bin_h, grid_h, bound_h, out_h, height)  # [K, out_h, H]
     a_x = _axis_weights(x1, bin_w, grid_w, bound_w, out_w, width)  # [K, out_w, W]
 
