@@ -103,7 +103,7 @@ def test_frozen_statistics_are_not_trained_and_dropout_is_exactly_repeatable():
     for k in p_a:
         np.testing.assert_array_equal(p_a[k], p_b[k], err_msg=k)
     assert any(not np.allclose(p_a[k], p_c[k]) for k in p_a)      # the masks did act
-    np.testing.assert_array_equal(np.asarray(s_a.batch_stats["mean"][...]), np.full((3,), 0.1, np.float32))
+    np.testing.assert_array_equal(np.asarray(s_a.batch_stats["backbone"]["mean"][...]), np.full((3,), 0.1, np.float32))
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_params():

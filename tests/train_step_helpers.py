@@ -18,22 +18,41 @@ from acar_jax import optim, train_step
 K = 5  # classes
 
 
-class TinyDetector(nnx.Module):
-    """The detector's interface (clips, boxes, box_mask, valid_hw, train) -> [B, N, K] with a frozen
-    normalisation (nnx.BatchStat), a conv, dropout and a per-box classifier."""
+class TinyBackbone(nnx.Module):
+    """Frozen normalisation (nnx.BatchStat) + a conv: clips [B, T, H, W, 3] -> [B, 4]."""
 
-    def __init__(self, *, rngs: nnx.Rngs, dropout: float = 0.0, num_classes: int = K):
+    def __init__(self, *, rngs: nnx.Rngs):
         self.mean = nnx.BatchStat(jnp.full((3,), 0.1))
         self.var = nnx.BatchStat(jnp.full((3,), 2.0))
         self.conv = nnx.Conv(3, 4, (1, 3, 3), rngs=rngs)
+
+    def __call__(self, clips):
+        x = (clips - self.mean[...]) / jnp.sqrt(self.var[...])
+        return jax.nn.relu(self.conv(x)).mean(axis=(1, 2, 3))
+
+
+class TinyHead(nnx.Module):
+    """Dropout + a per-box classifier on [clip feature, box]."""
+
+    def __init__(self, num_classes: int, *, rngs: nnx.Rngs, dropout: float):
         self.fc = nnx.Linear(8, num_classes, rngs=rngs)
         self.drop = nnx.Dropout(dropout, rngs=rngs)
 
-    def __call__(self, clips, boxes, box_mask, valid_hw, *, train=False):
-        x = (clips - self.mean[...]) / jnp.sqrt(self.var[...])
-        f = jax.nn.relu(self.conv(x)).mean(axis=(1, 2, 3))                      # [B, 4]
+    def __call__(self, f, boxes, train):
         feats = jnp.concatenate([jnp.broadcast_to(f[:, None], boxes.shape[:2] + (4,)), boxes], -1)
         return self.fc(self.drop(feats, deterministic=not train))
+
+
+class TinyDetector(nnx.Module):
+    """The detector's interface (clips, boxes, box_mask, valid_hw, train) -> [B, N, K], with `backbone` and
+    `head` attributes as the real detector."""
+
+    def __init__(self, *, rngs: nnx.Rngs, dropout: float = 0.0, num_classes: int = K):
+        self.backbone = TinyBackbone(rngs=rngs)
+        self.head = TinyHead(num_classes, rngs=rngs, dropout=dropout)
+
+    def __call__(self, clips, boxes, box_mask, valid_hw, *, train=False):
+        return self.head(self.backbone(clips), boxes, train)
 
 
 def roi_bce(logits, labels, box_mask):
