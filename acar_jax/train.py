@@ -114,15 +114,14 @@ def quiet_orbax() -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final_eval: bool = True) -> dict:
     """Trains config's model (resuming from workdir/checkpoints when there is one) and evaluates it.
 
-    Returns the final metrics: train loss of the last logged window and, when evaluated, the eval metrics.
+    Returns the last logged train metrics and, when evaluated, the eval metrics ("eval/mAP", ...).
     """
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     quiet_orbax()
     prepare_data(config)
     mesh = train_step.make_mesh()
-    accum = int(config.train.grad_accum_steps)
-    train_step.check_batch_size(int(config.train.batch_size), jax.device_count(), accum)
+    train_step.check_batch_size(int(config.train.batch_size), jax.device_count(), int(config.train.grad_accum_steps))
     records = ava_files.load_keyframe_records(config.data, "train")
     train_input = clips.TrainInput(records, config.data, global_batch_size=int(config.train.batch_size),
                                    seed=int(config.data.shuffle_seed), process_index=jax.process_index(),
@@ -141,54 +140,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final
     elif config.checkpoint.init_from:
         state = checkpoints.init_from(state, config.checkpoint.init_from, scope=config.checkpoint.init_scope)
     step_fn = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=roi_loss_fn(config),
-                                         grad_accum_steps=accum, seed=int(config.seed))
+                                         grad_accum_steps=int(config.train.grad_accum_steps), seed=int(config.seed))
+    eval_fn = lambda st: evaluate(config, workdir, graphdef, st, rest, mesh, writer)
 
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-    start = int(state.step)
     logging.info("training %d steps (%d per epoch) from step %d on %d devices, %d processes", num_steps,
-                 train_input.steps_per_epoch, start, jax.device_count(), jax.process_count())
-    batches = train_input.iterator(start_step=start)
-    window: list[dict] = []
-    window_start = time.perf_counter()
-    result: dict = {}
-    bar = tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True,
-               disable=jax.process_index() > 0)
+                 train_input.steps_per_epoch, int(state.step), jax.device_count(), jax.process_count())
     with checkpoints.StopRequest() as stop:
-        for step in range(start, num_steps):
-            lr = schedule.lr(step)
-            state, metrics = step_fn(state, rest, train_step.shard_batch(next(batches), mesh), jnp.float32(lr))
-            metrics = jax.device_get(metrics)
-            train_step.check_finite(metrics, step)
-            window.append(metrics)
-            done = step + 1
-            bar.update(1)
-            ckpt.save(state)
-            _pause_for_tests(done, ckpt, workdir, stop)
-            if done % int(config.log_every_steps) == 0 or done == num_steps:
-                elapsed = time.perf_counter() - window_start
-                result = _summary(window, lr, elapsed, int(config.train.batch_size))
-                writer.write_scalars(done, result)
-                bar.set_postfix(loss=f"{result['train/loss']:.4f}", lr=f"{lr:.2e}")
-                window, window_start = [], time.perf_counter()
-            if stop:
-                ckpt.save(state, force=True)
-                ckpt.close()
-                bar.close()
-                writer.flush()
-                logging.warning("signal %d: saved the checkpoint of step %d in %s and stopped", stop.signal, done,
-                                ckpt.directory)
-                return result
-            if int(config.eval_every_steps) > 0 and done % int(config.eval_every_steps) == 0 and done < num_steps:
-                writer.write_scalars(done, _numbers(evaluate(config, workdir, graphdef, state, rest, mesh, writer)))
-    bar.close()
-    ckpt.save(state, force=True)
-    ckpt.close()
-    if final_eval:
-        metrics = evaluate(config, workdir, graphdef, state, rest, mesh, writer)
+        try:
+            state, result = _train_loop(config, workdir, state, rest, step_fn, train_input, schedule, num_steps,
+                                        mesh, ckpt, writer, stop, eval_fn)
+            ckpt.save(state, force=True)          # the final step, or the current one after SIGTERM / SIGINT
+        finally:
+            ckpt.close()                          # waits for async saves (also after a non-finite loss)
+    if stop:
+        logging.warning("signal %d: saved the checkpoint of step %d in %s and stopped", stop.signal,
+                        int(state.step), ckpt.directory)
+    elif final_eval:
+        metrics = eval_fn(state)
         writer.write_scalars(int(state.step), _numbers(metrics))
         result.update({f"eval/{k}": v for k, v in metrics.items()})
     writer.flush()
     return result
+
+
+def _train_loop(config, workdir, state, rest, step_fn, train_input, schedule, num_steps, mesh, ckpt, writer,
+                stop, eval_fn) -> tuple[train_step.TrainState, dict]:
+    """Steps from state.step to num_steps (or until a signal): metrics, periodic saves and evals."""
+    start = int(state.step)
+    batches = train_input.iterator(start_step=start)
+    window, window_start, result = [], time.perf_counter(), {}
+    bar = tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True, disable=jax.process_index() > 0)
+    for step in range(start, num_steps):
+        lr = schedule.lr(step)
+        state, metrics = step_fn(state, rest, train_step.shard_batch(next(batches), mesh), jnp.float32(lr))
+        metrics = jax.device_get(metrics)
+        train_step.check_finite(metrics, step)
+        window.append(metrics)
+        done = step + 1
+        bar.update(1)
+        ckpt.save(state)
+        _pause_for_tests(done, ckpt, workdir, stop)
+        if done % int(config.log_every_steps) == 0 or done == num_steps:
+            result = _summary(window, lr, time.perf_counter() - window_start, int(config.train.batch_size))
+            writer.write_scalars(done, result)
+            bar.set_postfix(loss=f"{result['train/loss']:.4f}", lr=f"{lr:.2e}")
+            window, window_start = [], time.perf_counter()
+        if stop:
+            break
+        if int(config.eval_every_steps) > 0 and done % int(config.eval_every_steps) == 0 and done < num_steps:
+            writer.write_scalars(done, _numbers(eval_fn(state)))
+    bar.close()
+    return state, result
 
 
 def _summary(window: list[dict], lr: float, elapsed: float, batch_size: int) -> dict[str, float]:
