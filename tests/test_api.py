@@ -1,0 +1,94 @@
+"""acar_jax.api.load_model: weights of a run's checkpoint, logits equal to the model's own forward, predict =
+the loss's prediction function, inputs checked by name, other model shapes refused (stand-in detector)."""
+
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from acar_jax import api, checkpoints, optim, train_step
+from configs import default
+from tests import train_step_helpers as h
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    def create(config, *, seed=None):
+        seed = int(config.seed) if seed is None else seed
+        return h.TinyDetector(rngs=nnx.Rngs(params=seed, dropout=seed + 1), num_classes=int(config.model.num_classes))
+    monkeypatch.setattr(api, "create_model", create)
+
+
+def _trained_run(tmp_path, config) -> tuple[str, train_step.TrainState]:
+    """A workdir with the checkpoint of 2 SGD steps of the stand-in detector."""
+    tx = optim.sgd_direction(config.train.optimizer)
+    graphdef, rest, state = train_step.create_train_state(api.create_model(config, seed=7), tx)
+    mesh = train_step.make_mesh()
+    state, rest = train_step.replicate(state, mesh), train_step.replicate(rest, mesh)
+    step = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=h.roi_bce)
+    for s in range(2):
+        batch = h.make_batch(s, 2, 4, [2, 3])
+        batch["labels"] = np.zeros((2, 4, config.model.num_classes), np.float32)
+        state, _ = step(state, rest, train_step.shard_batch(batch, mesh), np.float32(0.1))
+    ckpt = checkpoints.Checkpointer(str(tmp_path), every_steps=1, max_to_keep=1)
+    ckpt.save(state, force=True)
+    ckpt.close()
+    return str(tmp_path), jax.device_get(state)
+
+
+def test_logits_are_the_checkpoint_models_forward(tmp_path, stand_in):
+    config = default.get_config()
+    workdir, state = _trained_run(tmp_path, config)
+    model = api.load_model(config, workdir)
+    batch = h.make_batch(5, 3, 4, [1, 4, 0])
+    inputs = [batch[k] for k in ("clips", "boxes", "box_mask", "valid_hw")]
+    want = h.TinyDetector(rngs=nnx.Rngs(params=0, dropout=1), num_classes=9)
+    nnx.update(want, state.params, state.batch_stats)
+    np.testing.assert_allclose(np.asarray(model.logits(*inputs)), np.asarray(want(*inputs, train=False)),
+                               rtol=1e-6, atol=1e-6)
+    # the same through a config file path and the checkpoints dir itself
+    again = api.load_model(os.path.join(REPO, "configs", "default.py"), os.path.join(workdir, "checkpoints"))
+    np.testing.assert_array_equal(np.asarray(again.logits(*inputs)), np.asarray(model.logits(*inputs)))
+
+
+def test_predict_is_the_prediction_function_of_the_logits(tmp_path, stand_in):
+    losses = pytest.importorskip("acar_jax.losses")
+    config = default.get_config()
+    workdir, _ = _trained_run(tmp_path, config)
+    model = api.load_model(config, workdir)
+    batch = h.make_batch(5, 2, 4, [1, 4])
+    inputs = [batch[k] for k in ("clips", "boxes", "box_mask", "valid_hw")]
+    want = losses.predict_scores(model.logits(*inputs), pose_softmax=True, num_pose_classes=3)
+    np.testing.assert_allclose(np.asarray(model.predict(*inputs)), np.asarray(want), rtol=1e-6)
+
+
+def test_bad_inputs_are_named(tmp_path, stand_in):
+    config = default.get_config()
+    workdir, _ = _trained_run(tmp_path, config)
+    model = api.load_model(config, workdir)
+    b = h.make_batch(0, 2, 4, [1, 2])
+    with pytest.raises(ValueError, match="boxes: expected shape"):
+        model.logits(b["clips"], b["boxes"][..., :3], b["box_mask"], b["valid_hw"])
+    with pytest.raises(ValueError, match="box_mask: expected a bool dtype"):
+        model.logits(b["clips"], b["boxes"], b["box_mask"].astype(np.float32), b["valid_hw"])
+    with pytest.raises(ValueError, match="clips: expected rank 5"):
+        model.logits(b["clips"][0], b["boxes"], b["box_mask"], b["valid_hw"])
+
+
+def test_other_model_shape_and_missing_files_are_refused(tmp_path, stand_in):
+    config = default.get_config()
+    workdir, _ = _trained_run(tmp_path, config)
+    other = ml_collections.ConfigDict(default.get_config())
+    other.model.num_classes = 12
+    with pytest.raises(ValueError, match=r"head/fc/bias has shape \(9,\) in the checkpoint but the model "
+                                         r"expects \(12,\)"):
+        api.load_model(other, workdir)
+    with pytest.raises(FileNotFoundError, match="no_such_config.py does not exist"):
+        api.load_model("configs/no_such_config.py", workdir)
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        api.load_model(config, str(tmp_path / "nowhere"))
