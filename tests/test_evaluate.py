@@ -5,15 +5,20 @@ boxes), so every expected score is known:
 - the fusion is the mean of the LOGITS over the views, then the prediction function (not the mean of scores);
 - an oracle model on GT boxes scores mAP 1.0 (every score is attached to the right box and class);
 - the returned mAP is what `python -m acar_jax.ava_eval` prints for the written CSV, to the last digit;
-- the per-process slices of a 2-process run sum to the single-process logit sums.
+- the per-process slices of a 2-process run sum to the single-process logits, and a real 2-process JAX run
+  (CPU, gloo collectives) writes the same CSV and returns the same mAP on both processes as one process.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import os
 import pathlib
+import socket
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -27,16 +32,28 @@ from acar_jax import evaluate  # noqa: E402 (imports acar_jax.losses)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def config(tmp_path_factory):
+def tiny_config(root: str):
     """default.py on a tiny synthetic dataset: 3 val videos x 3 keyframes (one excluded), 9 classes."""
     cfg = default.get_config()
     cfg.synthetic.num_train_videos = 1
     cfg.synthetic.num_val_videos = 3
     cfg.synthetic.keyframes_per_video = 3
-    cfg.data.root = str(tmp_path_factory.mktemp("synth") / "data")
+    cfg.data.root = root
     cfg.eval_batch_size = 4
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    cfg = tiny_config(str(tmp_path_factory.mktemp("synth") / "data"))
     synthetic.ensure_synthetic_dataset(cfg.data.root, cfg.synthetic)
+    return cfg
+
+
+def _with(cfg, **data_overrides):
+    cfg = cfg.copy_and_resolve_references()
+    for key, value in data_overrides.items():
+        cfg.data[key] = value
     return cfg
 
 
@@ -91,9 +108,7 @@ class RecordingWriter:
 
 
 def _run(cfg, model, tmp_path, writer=None, **data_overrides):
-    cfg = cfg.copy_and_resolve_references()
-    for key, value in data_overrides.items():
-        cfg.data[key] = value
+    cfg = _with(cfg, **data_overrides)
     return evaluate.evaluate_split(cfg, model, str(tmp_path), step=7, writer=writer), cfg
 
 
@@ -219,3 +234,43 @@ def test_wrong_logits_shape_is_named(config, tmp_path):
 
     with pytest.raises(ValueError, match=r"logits_fn returned shape"):
         evaluate.evaluate_split(config, bad, str(tmp_path), step=0)
+
+
+_WORKER = textwrap.dedent("""
+    import json, sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    pid, port, root, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=pid)
+    sys.path.insert(0, sys.argv[5])
+    from tests import test_evaluate as t
+    cfg = t.tiny_config(root)
+    cfg.data.eval_flip = True
+    metrics = t.evaluate.evaluate_split(cfg, t.x_model, workdir, step=3)
+    print("METRICS " + json.dumps(metrics))
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_jax_processes_give_the_single_process_result(config, tmp_path):
+    single = evaluate.evaluate_split(_with(config, eval_flip=True), x_model, str(tmp_path / "one"), step=3)
+    worker = tmp_path / "worker.py"
+    worker.write_text(_WORKER)
+    port = str(_free_port())
+    procs = [subprocess.Popen([sys.executable, str(worker), str(p), port, config.data.root, str(tmp_path / "two"),
+                               str(ROOT)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "JAX_PLATFORMS": "cpu"})
+             for p in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    metrics = [json.loads(next(line for line in out.splitlines() if line.startswith("METRICS "))[8:])
+               for out, _ in outs]
+    assert metrics[0] == metrics[1]
+    assert metrics[0]["mAP"] == single["mAP"]
+    assert _read_csv(metrics[0]["csv"]) == _read_csv(single["csv"])
