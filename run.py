@@ -45,7 +45,7 @@ def _check_overrides(path: str, argv: list[str]) -> None:
     for arg in argv:
         if not arg.startswith("--config."):
             continue
-        keys = arg[len("--config."):].split("=", 1)[0].split(".")
+        keys = [k.split("[", 1)[0] for k in arg[len("--config."):].split("=", 1)[0].split(".")]
         node = base
         for i, key in enumerate(keys):
             if not hasattr(node, "keys") or key not in node:
