@@ -19,8 +19,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
+from jax.sharding import NamedSharding
 
-from acar_jax.train_step import TrainState
+from acar_jax.train_step import TrainState, global_replica
 
 CHECKPOINT_SUBDIR = "checkpoints"
 BACKBONE_PREFIX = "backbone"   # params under this top-level attribute of the detector are the backbone
@@ -137,7 +138,7 @@ class Checkpointer:
         state = TrainState(step=np.asarray(raw["step"], np.int32), params=_merge(target.params, raw["params"]),
                            batch_stats=_merge(target.batch_stats, raw["batch_stats"]),
                            opt_state=jax.tree.unflatten(treedef, found))
-        return jax.tree.map(lambda new, old: jax.device_put(np.asarray(new, old.dtype), old.sharding), state, target)
+        return jax.tree.map(lambda new, old: global_replica(np.asarray(new, old.dtype), old.sharding), state, target)
 
     def wait(self) -> None:
         """Blocks until every started save is on disk."""
@@ -193,8 +194,11 @@ def _cast(found: dict, like: dict) -> dict:
 
 
 def _like(tree, target):
-    return jax.tree.map(lambda new, old: jax.device_put(np.asarray(new, old.dtype), getattr(old, "sharding", None)),
-                        tree, target)
+    def put(new, old):
+        sharding = getattr(old, "sharding", None)
+        host = np.asarray(new, old.dtype)
+        return global_replica(host, sharding) if isinstance(sharding, NamedSharding) else jax.device_put(host)
+    return jax.tree.map(put, tree, target)
 
 
 def write_model_checkpoint(directory: str, params: nnx.State, batch_stats: nnx.State) -> None:

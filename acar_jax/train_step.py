@@ -63,8 +63,23 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation
 
 
 def replicate(tree, mesh: Mesh):
-    """Places a host-identical pytree on every device of `mesh` (replicated, `P()`)."""
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+    """Places a host-identical pytree on every device of `mesh` (replicated, `P()`), also across processes."""
+    sharding = NamedSharding(mesh, P())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: global_replica(x, sharding), tree)
+
+
+def global_replica(x, sharding: NamedSharding) -> jax.Array:
+    """A replicated global array from this process's copy (every process holds the same value)."""
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = np.asarray(jax.random.key_data(x))
+        keys = jax.make_array_from_callback(data.shape, sharding, lambda index: data[index])
+        return jax.random.wrap_key_data(keys, impl=jax.random.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def shard_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

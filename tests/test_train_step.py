@@ -2,6 +2,7 @@
 gradient accumulation, frozen statistics, exact dropout keys and the non-finite stop (stand-in detector)."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -124,3 +125,22 @@ def test_batch_that_does_not_split_over_devices_is_named():
         train_step.check_batch_size(6, 4, 1)
     train_step.check_batch_size(8, 4, 2)
     assert jnp.zeros(()).dtype == jnp.float32
+
+
+def test_two_processes_equal_one_process(one_device, tmp_path):
+    """Multi-host: 2 JAX processes (CPU, gloo), each feeding its half of every global batch, give the
+    single-process parameters after 3 steps (1e-5)."""
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = str(sock.getsockname()[1])
+    out = tmp_path / "params.npz"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.train_step_helpers", "--process", str(pid), port,
+                               str(out)], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    got = np.load(out)
+    for k in got.files:
+        np.testing.assert_allclose(got[k], one_device["three_steps/" + k], rtol=1e-5, atol=1e-5, err_msg=k)

@@ -116,5 +116,22 @@ def scenarios() -> dict[str, np.ndarray]:
     return out
 
 
+
+
+def two_process_main(pid: int, port: str, out: str) -> None:
+    """Process `pid` of a 2-process CPU run (1 device each, gloo): 3 steps, each process feeding its half of
+    every global batch; process 0 writes the final params to `out`."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=pid)
+    three = [make_batch(s, 8, 4, [(i + s) % 5 for i in range(8)]) for s in range(3)]
+    local = [{k: v[pid * 4:(pid + 1) * 4] for k, v in b.items()} for b in three]
+    params, _, _ = run(local, [0.008, 0.03, 0.064])
+    if pid == 0:
+        np.savez(out, **params)
+
+
 if __name__ == "__main__":
-    np.savez(sys.argv[1], num_devices=jax.device_count(), **scenarios())
+    if sys.argv[1] == "--process":
+        two_process_main(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    else:
+        np.savez(sys.argv[1], num_devices=jax.device_count(), **scenarios())
