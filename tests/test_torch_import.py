@@ -265,3 +265,165 @@ def test_wrong_depth_is_named(tmp_path):
                        match=r"depth mismatch at backbone/fast_res3: the checkpoint has 1 blocks, the model "
                              r"has 3 \(model.backbone.layers\) \(e.g. backbone/fast_res3/1/"):
         ti.import_into(abstract_backbone(deep), ddp_training_source(tmp_path, shallow))
+
+
+# ------------------------------------------------------------------------------------ converter + consumers
+# The converter writes what api.load_model, checkpoint.init_from and run.py --mode=eval restore. Until the
+# detector lands these run on the real SlowFast with a one-layer head named as the reference's Linear head (`fc`,
+# no bias) over the pooled features: the plumbing (container, prefixes, Linear transpose, orbax layout) is what
+# is under test here; the heads' own naming is covered by the full round-trip tests.
+
+class PooledFcHead(nnx.Module):
+    def __init__(self, width: int, num_classes: int, rngs: nnx.Rngs):
+        self.fc = nnx.Linear(width, num_classes, use_bias=False, rngs=rngs)
+
+    def __call__(self, slow, fast, num_boxes: int):
+        pooled = jnp.concatenate([slow.mean(axis=(1, 2, 3)), fast.mean(axis=(1, 2, 3))], axis=-1)
+        return jnp.broadcast_to(self.fc(pooled)[:, None], (pooled.shape[0], num_boxes, self.fc.out_features))
+
+
+class StandInDetector(nnx.Module):
+    def __init__(self, model_config, rngs: nnx.Rngs):
+        self.backbone = SlowFast(model_config.backbone, rngs=rngs)
+        width = self.backbone.slow_channels + self.backbone.fast_channels
+        self.head = PooledFcHead(width, int(model_config.num_classes), rngs)
+
+    def __call__(self, clips, boxes, box_mask, valid_hw, *, train=False):
+        slow, fast = self.backbone(clips)
+        return self.head(slow, fast, boxes.shape[1])
+
+
+class TorchPooledFcHead(torch.nn.Module):
+    def __init__(self, width: int, num_classes: int):
+        super().__init__()
+        self.fc = torch.nn.Linear(width, num_classes, bias=False)
+
+    def forward(self, slow, fast):
+        return self.fc(torch.cat([slow.mean(dim=(2, 3, 4)), fast.mean(dim=(2, 3, 4))], dim=1))
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    from acar_jax import api
+
+    monkeypatch.setattr(api, "create_model", lambda config, seed=None: StandInDetector(
+        config.model, nnx.Rngs(params=int(config.seed) if seed is None else seed)))
+
+
+def model_inputs(cfg, seed: int = 3):
+    rng = np.random.RandomState(seed)
+    clips = rng.randn(2, int(cfg.data.num_frames), 32, 48, 3).astype(np.float32)
+    boxes = np.tile(np.array([0.1, 0.2, 0.6, 0.9], np.float32), (2, 3, 1))
+    box_mask = np.array([[True, True, False], [True, False, False]])
+    return clips, boxes, box_mask, np.array([[32, 48], [32, 48]], np.int32)
+
+
+def torch_stand_in(cfg, seed: int = 0):
+    backbone = torch_backbone(cfg.model.backbone, seed)
+    width = backbone.slow_res4[-1].conv3.out_channels + backbone.fast_res4[-1].conv3.out_channels
+    head = TorchPooledFcHead(width, int(cfg.model.num_classes))
+    with torch.no_grad():
+        head.fc.weight.copy_(torch.randn(head.fc.weight.shape, generator=torch.Generator().manual_seed(seed)))
+    return backbone, head
+
+
+def torch_stand_in_logits(backbone, head, clips) -> np.ndarray:
+    with torch.no_grad():
+        slow, fast = backbone(torch.from_numpy(clips).permute(0, 4, 1, 2, 3))
+        return head(slow, fast).numpy()
+
+
+@pytest.mark.parametrize("form", ["model_zoo", "training"])
+def test_convert_then_load_model_gives_oracle_logits(tmp_path, stand_in, form):
+    """A model-zoo (flat) and a training (`state_dict`) checkpoint convert; api.load_model's logits equal the
+    torch model's (1e-4); the same directory restores as run.py --mode=eval does (Checkpointer.restore)."""
+    from acar_jax import api, checkpoints, optim, train_step
+    from tools import convert_torch_checkpoint as conv
+
+    cfg = get_config()
+    backbone, head = torch_stand_in(cfg)
+    ddp = names.ddp_model(backbone, head)
+    obj = ddp.state_dict() if form == "model_zoo" else names.training_checkpoint(ddp)
+    torch.save(obj, str(tmp_path / "ckpt.pth.tar"))
+    report = conv.convert(str(tmp_path / "ckpt.pth.tar"), cfg, str(tmp_path / "out"))
+    assert report.container == ("flat" if form == "model_zoo" else "state_dict")
+    assert report.loaded["module.head.module.fc.weight"] == "head/fc/kernel"
+    assert not report.unused and not report.missing
+
+    clips, boxes, box_mask, valid_hw = model_inputs(cfg)
+    ref = torch_stand_in_logits(backbone, head, clips)
+    logits = np.asarray(api.load_model(cfg, str(tmp_path / "out")).logits(clips, boxes, box_mask, valid_hw))
+    err = float(np.max(np.abs(logits - ref[:, None])))
+    print(f"{form}: logits max abs err {err:.2e} (max |logit| {np.max(np.abs(ref)):.2f})")
+    assert err < ATOL
+
+    tx = optim.sgd_direction(cfg.train.optimizer)
+    _, _, state = train_step.create_train_state(api.create_model(cfg, seed=5), tx)
+    ckpt = checkpoints.Checkpointer(str(tmp_path / "out"), every_steps=1, max_to_keep=1)
+    restored = ckpt.restore(state)
+    ckpt.close()
+    np.testing.assert_array_equal(np.asarray(restored.params["head"]["fc"]["kernel"][...]),
+                                  head.fc.weight.detach().numpy().T)
+
+
+def test_convert_pyslowfast_backbone_for_fine_tuning(tmp_path, stand_in, capsys):
+    """A PySlowFast Kinetics checkpoint: needs --allow_missing=head --allow_unused=classifier (report lists the
+    classifier keys and the kept head arrays); init_from scope backbone takes exactly the oracle's backbone, and
+    its features equal the oracle's."""
+    from acar_jax import api, checkpoints, optim, train_step
+    from tools import convert_torch_checkpoint as conv
+
+    cfg = get_config()
+    backbone = torch_backbone(cfg.model.backbone)
+    path = str(tmp_path / "SLOWFAST_8x8_R50.pyth")
+    torch.save(names.pyslowfast_checkpoint(backbone), path)
+    with pytest.raises(ti.CheckpointImportError, match=r"missing key for head/fc/kernel.*--allow_missing=head"):
+        conv.convert(path, cfg, str(tmp_path / "refused"), allow_unused=["classifier"])
+    report = conv.convert(path, cfg, str(tmp_path / "out"), allow_missing=["head"], allow_unused=["classifier"])
+    assert report.scheme == "pyslowfast"
+    assert sorted(report.unused["classifier"]) == ["head.projection.bias", "head.projection.weight"]
+    assert report.missing == {"head": ["head/fc/kernel"]}
+
+    tx = optim.sgd_direction(cfg.train.optimizer)
+    _, _, fresh = train_step.create_train_state(api.create_model(cfg, seed=9), tx)
+    state = checkpoints.init_from(fresh, str(tmp_path / "out"), scope="backbone")
+    np.testing.assert_array_equal(np.asarray(state.params["head"]["fc"]["kernel"][...]),
+                                  np.asarray(fresh.params["head"]["fc"]["kernel"][...]))
+    model = api.create_model(cfg, seed=9)
+    nnx.update(model, state.params, state.batch_stats)
+    assert_features_equal(backbone, model, cfg.model.backbone)
+
+
+def test_cli_refuses_untrusted_pickle_and_occupied_output(tmp_path):
+    """The command line as a user runs it: a file needing arbitrary unpickling exits with status 1 and a message
+    naming --trust_pickle, without running the payload; an --output that already holds checkpoints is refused."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "cfg": _Payload(str(marker))}, str(path))
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                        "convert_torch_checkpoint.py")
+    config = os.path.join(os.path.dirname(tool), "..", "configs", "default.py")
+    result = subprocess.run([sys.executable, tool, f"--input={path}", f"--config={config}",
+                             f"--output={tmp_path / 'out'}"], capture_output=True, text=True, timeout=120)
+    print(result.stderr[-400:])
+    assert result.returncode == 1
+    assert "--trust_pickle" in result.stderr and "posix.mkdir" in result.stderr
+    assert not marker.exists()
+
+    (tmp_path / "used" / "checkpoints" / "0").mkdir(parents=True)
+    result = subprocess.run([sys.executable, tool, f"--input={path}", f"--config={config}",
+                             f"--output={tmp_path / 'used'}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "already holds checkpoints" in result.stderr
+
+
+class _Payload:
+    """Unpickling this would create a directory (the marker the tests look for)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
