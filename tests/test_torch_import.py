@@ -427,3 +427,56 @@ class _Payload:
 
     def __reduce__(self):
         return (os.mkdir, (self.marker,))
+
+
+def full_backbone_config(name: str):
+    from configs import ava_slowfast_r50_acar, ava_slowfast_r101_acar
+
+    module = {"r50": ava_slowfast_r50_acar, "r101": ava_slowfast_r101_acar}[name]
+    return module.get_config().model.backbone
+
+
+def test_r101_checkpoint_into_r50_config_names_the_depth():
+    """The real sizes: the reference R101 backbone's keys against the R50 ACAR config (and the reverse)."""
+    r101 = sf_oracle.from_backbone_config(full_backbone_config("r101"))
+    source = {f"module.backbone.module.{k}": v.numpy() for k, v in r101.state_dict().items()}
+    with pytest.raises(ti.CheckpointImportError) as err:
+        ti.import_into(abstract_backbone(full_backbone_config("r50")), source)
+    msg = str(err.value)
+    print(msg.splitlines()[1])
+    assert ("depth mismatch at backbone/slow_res3: the checkpoint has 23 blocks, the model has 6 "
+            "(model.backbone.layers) (e.g. key 'module.backbone.module.slow_res3.6.conv1.weight'") in msg
+
+
+def full_clips(cfg, seed: int = 1) -> np.ndarray:
+    return np.random.RandomState(seed).randn(1, 32, 64, 64, 3).astype(np.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,form", [("r50", "pyslowfast"), ("r50", "kinetics_bare"), ("r101", "training")])
+def test_full_size_backbone_import_equals_oracle(tmp_path, name, form):
+    """Full-size R50 (PySlowFast `.pyth` and the reference's Kinetics file) and the R101 config (conv-only fusion
+    kernel 5, ::alpha) from a reference training checkpoint: features equal the oracle's on a 32x64x64 clip
+    (1e-4 relative to the largest activation)."""
+    cfg = full_backbone_config(name)
+    oracle = torch_backbone(cfg)
+    if form == "pyslowfast":
+        obj = names.pyslowfast_checkpoint(oracle)
+    elif form == "kinetics_bare":
+        obj = names.kinetics_backbone_file(oracle)
+    else:
+        obj = names.training_checkpoint(names.ddp_model(oracle, torch.nn.Identity()))
+    source, container = save_and_load(tmp_path, obj)
+    model = abstract_backbone(cfg)
+    report = ti.import_into(model, source, allow_unused=("classifier",), container=container)
+    assert len(report.loaded) == len([k for k in oracle.state_dict() if not k.endswith("num_batches_tracked")])
+    clips = full_clips(cfg)
+    with torch.no_grad():
+        ref = oracle(torch.from_numpy(clips).permute(0, 4, 1, 2, 3))
+    ours = nnx.jit(lambda m, x: m.backbone(x))(model, jnp.asarray(clips))
+    for r, o, part in zip(ref, ours, ("slow", "fast"), strict=True):
+        r = r.permute(0, 2, 3, 4, 1).numpy()
+        err = float(np.max(np.abs(r - np.asarray(o))))
+        scale = float(np.max(np.abs(r)))
+        print(f"{name} {form} {part}: max abs err {err:.2e}, max |x| {scale:.2f}")
+        assert err <= 1e-4 * max(1.0, scale)
