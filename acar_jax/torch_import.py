@@ -320,6 +320,8 @@ def _convert_array(key: str, value: np.ndarray, target_shape: tuple[int, ...], p
         converted = np.transpose(value, perm)
     elif value.ndim == 4 and len(target_shape) == 2 and value.shape[2:] == (1, 1):
         converted = value[:, :, 0, 0].T  # 1x1 Conv2d stored as a dense kernel
+    elif value.ndim == 4 and len(target_shape) == 5 and target_shape[0] == 1:
+        converted = np.transpose(value, (2, 3, 1, 0))[None]  # Conv2d stored as a (1, kh, kw) Conv3d kernel
     else:
         converted = value
     if converted.shape != tuple(target_shape):

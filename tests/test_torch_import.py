@@ -480,3 +480,23 @@ def test_full_size_backbone_import_equals_oracle(tmp_path, name, form):
         scale = float(np.max(np.abs(r)))
         print(f"{name} {form} {part}: max abs err {err:.2e}, max |x| {scale:.2f}")
         assert err <= 1e-4 * max(1.0, scale)
+
+
+@pytest.mark.parametrize("torch_shape,target_shape,expected", [
+    ((6, 5, 3, 2, 4), (3, 2, 4, 5, 6), (2, 3, 4, 1, 0)),   # Conv3d
+    ((6, 5, 3, 2), (3, 2, 5, 6), (2, 3, 1, 0)),            # Conv2d
+    ((6, 5), (5, 6), (1, 0)),                              # Linear
+])
+def test_layout_rules(torch_shape, target_shape, expected):
+    """Torch [out, in, *k] kernels become (*k, in, out); 1x1 Conv2d may be a dense kernel; Conv2d may be a
+    (1, kh, kw) Conv3d kernel; norms stay as they are."""
+    value = np.arange(np.prod(torch_shape), dtype=np.float32).reshape(torch_shape)
+    out = ti._convert_array("k", value, target_shape, ("head", "x", "kernel"))
+    np.testing.assert_array_equal(out, np.transpose(value, expected))
+    dense = np.arange(30, dtype=np.float32).reshape(6, 5, 1, 1)
+    np.testing.assert_array_equal(ti._convert_array("k", dense, (5, 6), ("p",)), dense[:, :, 0, 0].T)
+    conv2d = np.arange(6 * 5 * 9, dtype=np.float32).reshape(6, 5, 3, 3)
+    np.testing.assert_array_equal(ti._convert_array("k", conv2d, (1, 3, 3, 5, 6), ("p",)),
+                                  np.transpose(conv2d, (2, 3, 1, 0))[None])
+    with pytest.raises(ti.CheckpointImportError, match=r"key 'k' has torch shape \(6, 5\)"):
+        ti._convert_array("k", np.zeros((6, 5), np.float32), (6, 5, 1), ("p",))
