@@ -500,3 +500,41 @@ def test_layout_rules(torch_shape, target_shape, expected):
                                   np.transpose(conv2d, (2, 3, 1, 0))[None])
     with pytest.raises(ti.CheckpointImportError, match=r"key 'k' has torch shape \(6, 5\)"):
         ti._convert_array("k", np.zeros((6, 5), np.float32), (6, 5, 1), ("p",))
+
+
+_CLI_WITH_STAND_IN = """
+import sys
+from flax import nnx
+from acar_jax import api
+from tests.test_torch_import import StandInDetector
+from tools import convert_torch_checkpoint as tool
+api.create_model = lambda config, seed=None: StandInDetector(config.model, nnx.Rngs(int(config.seed)))
+sys.argv = ["convert_torch_checkpoint.py"] + sys.argv[1:]
+tool.app.run(tool.main)
+"""
+
+
+def test_cli_converts_a_kinetics_backbone(tmp_path):
+    """The flags end to end (the stand-in detector is patched in before main): a PySlowFast file with
+    --allow_missing=head --allow_unused=classifier and a config override writes DIR/checkpoints/0, prints the
+    report with the classifier keys and the fine-tuning command."""
+    import subprocess
+    import sys
+
+    from acar_jax import checkpoints
+
+    cfg = get_config()
+    path = tmp_path / "k400.pyth"
+    torch.save(names.pyslowfast_checkpoint(torch_backbone(cfg.model.backbone)), str(path))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", _CLI_WITH_STAND_IN, f"--input={path}", "--config=configs/default.py",
+         "--config.model.num_classes=5", f"--output={tmp_path / 'out'}", "--allow_missing=head",
+         "--allow_unused=classifier"], capture_output=True, text=True, timeout=180, cwd=root)
+    print(result.stdout[-1500:], result.stderr[-1500:])
+    assert result.returncode == 0
+    assert "naming scheme: pyslowfast (container: model_state)" in result.stdout
+    assert "head.projection.weight" in result.stdout and "head/fc/kernel" in result.stdout
+    assert "--config.checkpoint.init_scope=backbone" in result.stdout
+    raw = checkpoints.read_checkpoint(str(tmp_path / "out" / "checkpoints"))
+    assert raw["params"]["head"]["fc"]["kernel"].shape[-1] == 5

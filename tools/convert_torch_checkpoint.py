@@ -19,7 +19,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -74,6 +74,7 @@ def convert(input_path: str, config, output: str, *, allow_missing: Sequence[str
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO; the report is the output
     for name, flag in (("--input", _INPUT), ("--output", _OUTPUT)):
         if not flag.value:
             raise app.UsageError(f"{name} is required")
