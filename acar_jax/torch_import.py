@@ -201,23 +201,16 @@ def _leaf(leaf: str, ndim: int) -> str | None:
     return _BN_LEAF.get(leaf)
 
 
-def _backbone_path(name: str, ndim: int) -> Path | None:
-    """A reference SlowFast key (no prefix) -> backbone path, or None if it names no backbone array."""
+def _module_path(group: str, name: str, ndim: int) -> Path | None:
+    """A key inside the backbone or head (no prefix) -> its Flax path, or None if it names no array."""
     if "." not in name:
         return None
     module, leaf = name.rsplit(".", 1)
-    for pattern, repl in _BACKBONE_RENAMES:
-        module = pattern.sub(repl, module)
+    if group == "backbone":
+        for pattern, repl in _BACKBONE_RENAMES:
+            module = pattern.sub(repl, module)
     flax_leaf = _leaf(leaf, ndim)
-    return None if flax_leaf is None else ("backbone", *_split_module(module), flax_leaf)
-
-
-def _head_path(name: str, ndim: int) -> Path | None:
-    if "." not in name:
-        return None
-    module, leaf = name.rsplit(".", 1)
-    flax_leaf = _leaf(leaf, ndim)
-    return None if flax_leaf is None else ("head", *_split_module(module), flax_leaf)
+    return None if flax_leaf is None else (group, *_split_module(module), flax_leaf)
 
 
 def pyslowfast_to_reference(key: str) -> str | None:
@@ -249,7 +242,7 @@ def map_source_keys(source: Mapping[str, np.ndarray], scheme: str) -> list[Sourc
             name = key[len(strip):]
             ref = pyslowfast_to_reference(name)
             if ref is not None:
-                out.append(SourceKey(key, _backbone_path(ref, source[key].ndim), "backbone"))
+                out.append(SourceKey(key, _module_path("backbone", ref, source[key].ndim), "backbone"))
             else:
                 out.append(SourceKey(key, None, "classifier" if name.startswith("head.") else "unknown"))
         return out
@@ -265,13 +258,12 @@ def map_source_keys(source: Mapping[str, np.ndarray], scheme: str) -> list[Sourc
             if name.startswith("fc."):
                 out.append(SourceKey(key, None, "classifier"))
             else:
-                out.append(SourceKey(key, _backbone_path(name, ndim), "backbone"))
+                out.append(SourceKey(key, _module_path("backbone", name, ndim), "backbone"))
             continue
         for prefix, group in _ACAR_PREFIXES:
             if key.startswith(prefix):
                 name = key[len(prefix):]
-                path = _backbone_path(name, ndim) if group == "backbone" else _head_path(name, ndim)
-                out.append(SourceKey(key, path, group))
+                out.append(SourceKey(key, _module_path(group, name, ndim), group))
                 break
         else:
             out.append(SourceKey(key, None, "unknown"))
