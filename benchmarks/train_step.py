@@ -1,0 +1,75 @@
+"""Times the sharded train step of a config on the available devices (synthetic inputs of the config's shapes).
+
+    python benchmarks/train_step.py [--config configs/default.py] [--batch 8] [--height 96] [--width 128]
+                                    [--boxes 8] [--steps 10] [--dtype float32]
+
+Compilation and one warm-up step are excluded; the table shows the median step time over `--steps` steps,
+steps/s and clips/s. Inputs are random clips with every box real, so no step is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from acar_jax import api, optim, train, train_step  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs" / "default.py"))
+    parser.add_argument("--batch", type=int, default=8, help="global clips per step")
+    parser.add_argument("--height", type=int, default=96)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--boxes", type=int, default=8, help="N_max boxes per clip (all real)")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--dtype", default=None, help="override config.model.dtype")
+    args = parser.parse_args()
+
+    config = api.load_config(args.config)
+    if args.dtype:
+        config.model.dtype = args.dtype
+    mesh = train_step.make_mesh()
+    train_step.check_batch_size(args.batch, jax.device_count(), int(config.train.grad_accum_steps))
+    tx = optim.sgd_direction(config.train.optimizer)
+    graphdef, rest, state = train_step.create_train_state(api.create_model(config), tx)
+    state, rest = train_step.replicate(state, mesh), train_step.replicate(rest, mesh)
+    step = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=train.roi_loss_fn(config),
+                                      grad_accum_steps=int(config.train.grad_accum_steps))
+    rng = np.random.default_rng(0)
+    b, n, k, t = args.batch, args.boxes, int(config.model.num_classes), int(config.data.num_frames)
+    xy = rng.uniform(0, 0.5, (b, n, 2))
+    batch = {"clips": rng.standard_normal((b, t, args.height, args.width, 3), dtype=np.float32),
+             "boxes": np.concatenate([xy, xy + 0.4], -1).astype(np.float32), "box_mask": np.ones((b, n), bool),
+             "valid_hw": np.tile(np.array([[args.height, args.width]], np.int32), (b, 1)),
+             "labels": (rng.uniform(size=(b, n, k)) < 0.2).astype(np.float32)}
+    batch = train_step.shard_batch(batch, mesh)
+    start = time.perf_counter()
+    state, metrics = step(state, rest, batch, jnp.float32(0.01))
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        state, metrics = step(state, rest, batch, jnp.float32(0.01))
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    med = statistics.median(times)
+    print(f"{Path(args.config).name}, {jax.device_count()} x {jax.devices()[0].device_kind}, batch {b} x "
+          f"[{t}, {args.height}, {args.width}, 3], {n} boxes, dtype {config.model.dtype}")
+    print(f"{'compile+1st (s)':>16}{'step (ms)':>11}{'steps/s':>9}{'clips/s':>9}")
+    print(f"{compile_s:>16.1f}{med * 1e3:>11.1f}{1 / med:>9.2f}{b / med:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
