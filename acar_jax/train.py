@@ -158,7 +158,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final
                         int(state.step), ckpt.directory)
     elif final_eval:
         metrics = eval_fn(state)
-        writer.write_scalars(int(state.step), _numbers(metrics))
         result.update({f"eval/{k}": v for k, v in metrics.items()})
     writer.flush()
     return result
@@ -189,7 +188,7 @@ def _train_loop(config, workdir, state, rest, step_fn, train_input, schedule, nu
         if stop:
             break
         if int(config.eval_every_steps) > 0 and done % int(config.eval_every_steps) == 0 and done < num_steps:
-            writer.write_scalars(done, _numbers(eval_fn(state)))
+            eval_fn(state)                        # evaluate_split writes its metrics to `writer`
     bar.close()
     return state, result
 
@@ -202,10 +201,6 @@ def _summary(window: list[dict], lr: float, elapsed: float, batch_size: int) -> 
             "train/skipped_steps": float(sum(1 - m["applied"] for m in window)),
             "train/steps_per_sec": len(window) / max(elapsed, 1e-9),
             "train/examples_per_sec": len(window) * batch_size / max(elapsed, 1e-9)}
-
-
-def _numbers(metrics: dict) -> dict[str, float]:
-    return {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, int | float)}
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -225,6 +220,5 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     ckpt.close()
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
     metrics = evaluate(config, workdir, graphdef, state, rest, mesh, writer)
-    writer.write_scalars(int(state.step), _numbers(metrics))
     writer.flush()
     return {f"eval/{k}": v for k, v in metrics.items()}
