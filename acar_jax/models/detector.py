@@ -1,0 +1,46 @@
+"""The detector: SlowFast backbone + Linear / ACAR head on a batch of padded clips and padded boxes.
+
+State paths are `backbone/...` and `head/...`, the reference's `module.backbone.module.*` / `module.head.module.*`
+without the wrappers, so PyTorch checkpoints import by name (acar_jax.torch_import).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from acar_jax.batch import check_model_inputs
+from acar_jax.models.heads import build_head
+from acar_jax.models.layers import torch_style_param_count
+from acar_jax.models.slowfast import SlowFast
+
+
+class ACARDetector(nnx.Module):
+    """`model_config` is `config.model` (backbone, head, num_classes, dtype, remat)."""
+
+    def __init__(self, model_config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+        dtype = jnp.dtype(model_config.get("dtype", "float32"))
+        self.backbone = SlowFast(model_config.backbone, dtype=dtype, remat=bool(model_config.get("remat", False)),
+                                 rngs=rngs)
+        width = self.backbone.slow_channels + self.backbone.fast_channels
+        self.head = build_head(model_config, width, rngs=rngs)
+
+    def __call__(self, clips: jax.Array, boxes: jax.Array, box_mask: jax.Array, valid_hw: jax.Array, *,
+                 train: bool = False) -> jax.Array:
+        """clips [B, T, H, W, 3], boxes [B, N, 4], box_mask [B, N] bool, valid_hw [B, 2] int -> logits
+        [B, N, K] float32 (zero for padded boxes). `train` turns dropout on (rng stream 'dropout')."""
+        check_model_inputs(clips, boxes, box_mask, valid_hw)
+        slow, fast = self.backbone(clips)
+        return self.head(slow, fast, boxes, box_mask, valid_hw, tuple(clips.shape[2:4]), train=train)
+
+    def param_count(self) -> int:
+        """Trainable scalars, counted as torch's `sum(p.numel() for p in model.parameters())`."""
+        return torch_style_param_count(self)
+
+
+def build_model(config: ml_collections.ConfigDict, seed: int | None = None) -> ACARDetector:
+    """The detector of `config.model` with fresh parameters (seed: config.seed when None)."""
+    seed = int(config.get("seed", 0)) if seed is None else int(seed)
+    return ACARDetector(config.model, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
