@@ -9,6 +9,7 @@ import os
 import signal
 
 import numpy as np
+import pytest
 
 from acar_jax import checkpoints
 from tests import run_helpers
@@ -25,12 +26,16 @@ def _flat(tree, prefix=""):
     return {prefix: np.asarray(tree)}
 
 
-def test_kill9_then_rerun_equals_uninterrupted_run(tmp_path):
+MODELS = ["stand-in", pytest.param("detector", marks=pytest.mark.slow)]   # detector: ~75 s on 2 cores
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_kill9_then_rerun_equals_uninterrupted_run(tmp_path, model):
     data_root = str(tmp_path / "data")
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-    run_helpers.run(run_helpers.command(straight, data_root, *STEPS))
+    run_helpers.run(run_helpers.command(straight, data_root, *STEPS, model=model))
 
-    cmd = run_helpers.command(killed, data_root, *STEPS)
+    cmd = run_helpers.command(killed, data_root, *STEPS, model=model)
     proc = run_helpers.start_until_paused(cmd, killed, step=4)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
