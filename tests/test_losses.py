@@ -7,6 +7,8 @@ real RoIs / their count.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,10 +37,14 @@ def make(seed: int = 0, scale: float = 3.0):
     return logits, labels, mask
 
 
+@functools.partial(jax.jit, static_argnums=3)
 def mean_loss(logits, labels, mask, pose_softmax):
     per = losses.roi_losses(logits, labels, mask, pose_softmax=pose_softmax, num_pose_classes=POSE)
     total, count = losses.loss_sum_and_count(per, mask)
     return total / count
+
+
+loss_and_grad = jax.jit(jax.value_and_grad(mean_loss), static_argnums=3)
 
 
 def torch_loss(logits, labels, mask, pose_softmax):
@@ -59,7 +65,7 @@ def test_loss_and_gradient_equal_reference(pose_softmax, scale):
     exact), value and gradient equal the reference to 1e-6."""
     logits, labels, mask = make(scale=scale)
     want, want_grad = torch_loss(logits, labels, mask, pose_softmax)
-    value, grad = jax.value_and_grad(mean_loss)(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(mask),
+    value, grad = loss_and_grad(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(mask),
                                                 pose_softmax)
     grad = np.asarray(grad)
     print(f"pose_softmax={pose_softmax} scale={scale}: loss {float(value):.7f} torch {want:.7f} "
@@ -78,7 +84,7 @@ def test_masked_boxes_change_nothing(pose_softmax):
     logits2[~mask] = np.nan
     logits2[2, 0, :4] = np.inf
     labels2[~mask] = 1.0
-    value, grad = jax.value_and_grad(mean_loss)(jnp.asarray(logits2), jnp.asarray(labels2), jnp.asarray(mask),
+    value, grad = loss_and_grad(jnp.asarray(logits2), jnp.asarray(labels2), jnp.asarray(mask),
                                                 pose_softmax)
     assert float(value) == float(base)
     assert np.all(np.isfinite(np.asarray(grad))) and np.all(np.asarray(grad)[~mask] == 0.0)
@@ -96,7 +102,7 @@ def test_saturated_logits_stay_finite():
     labels[..., 1] = 1.0     # a pose class with p = 0: log clamped at -100 as torch
     mask = np.ones((1, 1), bool)
     want, _ = torch_loss(logits, labels, mask, True)
-    value, grad = jax.value_and_grad(mean_loss)(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(mask), True)
+    value, grad = loss_and_grad(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(mask), True)
     assert abs(float(value) - want) < 1e-5
     assert np.all(np.isfinite(np.asarray(grad)))
 

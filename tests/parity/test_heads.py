@@ -145,9 +145,10 @@ def test_dropout_only_in_training():
     head = ACARHead(width, K, reduce_dim=32, hidden_dim=16, dropout=0.5, rngs=nnx.Rngs(params=0, dropout=1))
     slow, fast, boxes, mask, _ = make_batch()
     args = tuple(map(jnp.asarray, (slow, fast, boxes, mask, VALID_HW)))
-    a = head(*args, PADDED_HW, train=False)
-    b = head(*args, PADDED_HW, train=False)
-    c = head(*args, PADDED_HW, train=True)
+    run = nnx.jit(lambda h, *a, train: h(*a, PADDED_HW, train=train), static_argnames="train")
+    a = run(head, *args, train=False)
+    b = run(head, *args, train=False)
+    c = run(head, *args, train=True)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert not np.allclose(np.asarray(a)[mask], np.asarray(c)[mask])
 
