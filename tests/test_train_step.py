@@ -144,3 +144,18 @@ def test_two_processes_equal_one_process(one_device, tmp_path):
     got = np.load(out)
     for k in got.files:
         np.testing.assert_allclose(got[k], one_device["three_steps/" + k], rtol=1e-5, atol=1e-5, err_msg=k)
+
+
+@pytest.mark.slow
+def test_real_detector_on_eight_devices_equals_one_device(tmp_path):
+    """The tiny ACAR detector (configs/default.py) with the real loss: 8 fake CPU devices == 1 device after
+    3 steps (1e-5)."""
+    out = tmp_path / "eight.npz"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    subprocess.run([sys.executable, "-m", "tests.train_step_helpers", "--detector", str(out)], cwd=REPO, env=env,
+                   check=True, timeout=900)
+    eight = np.load(out)
+    assert int(eight["num_devices"]) == 8
+    one = h.detector_three_steps()
+    for k, v in one.items():
+        np.testing.assert_allclose(eight[k], v, rtol=1e-5, atol=1e-5, err_msg=k)

@@ -118,6 +118,30 @@ def scenarios() -> dict[str, np.ndarray]:
 
 
 
+def detector_three_steps() -> dict[str, np.ndarray]:
+    """3 steps of the real tiny detector (configs/default.py, HR2O dropout off so device count cannot matter)
+    with the real loss, batch 8 of [8, 64, 80, 3] clips."""
+    from acar_jax import api, train  # noqa: PLC0415
+    from configs import default  # noqa: PLC0415
+
+    config = default.get_config()
+    config.model.head.hr2o_dropout = 0.0
+    mesh = train_step.make_mesh()
+    tx = optim.sgd_direction(config.train.optimizer)
+    graphdef, rest, state = train_step.create_train_state(api.create_model(config), tx)
+    state, rest = train_step.replicate(state, mesh), train_step.replicate(rest, mesh)
+    step = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=train.roi_loss_fn(config))
+    rng = np.random.default_rng(0)
+    for s in range(3):
+        batch = make_batch(s, 8, 8, [(i + s) % 6 for i in range(8)])
+        batch["clips"] = rng.normal(size=(8, 8, 64, 80, 3)).astype(np.float32)
+        batch["valid_hw"] = np.tile(np.array([[64, 80]], np.int32), (8, 1))
+        batch["labels"] = np.where(batch["box_mask"][..., None], rng.integers(0, 2, size=(8, 8, 9)), 0
+                                   ).astype(np.float32)
+        state, _ = step(state, rest, train_step.shard_batch(batch, mesh), jnp.float32([0.008, 0.03, 0.064][s]))
+    return flat(state.params)
+
+
 def two_process_main(pid: int, port: str, out: str) -> None:
     """Process `pid` of a 2-process CPU run (1 device each, gloo): 3 steps, each process feeding its half of
     every global batch; process 0 writes the final params to `out`."""
@@ -133,5 +157,7 @@ def two_process_main(pid: int, port: str, out: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "--process":
         two_process_main(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "--detector":
+        np.savez(sys.argv[2], num_devices=jax.device_count(), **detector_three_steps())
     else:
         np.savez(sys.argv[1], num_devices=jax.device_count(), **scenarios())
