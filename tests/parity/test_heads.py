@@ -166,3 +166,15 @@ def test_head_inputs_rejected_by_name():
             head(*(jnp.asarray(kwargs[k]) for k in ("slow", "fast", "boxes", "box_mask", "valid_hw")), PADDED_HW)
     with pytest.raises(ValueError, match="model.head.downsample"):
         ACARHead(24, K, downsample="avg", rngs=nnx.Rngs(0))
+
+
+def test_bfloat16_close_to_float32():
+    """dtype=bfloat16 (convs and matmuls in bf16, params and norm statistics in f32) stays near float32."""
+    torch_head, head32 = head_pair("acar", depth=2, mlp_1x1=False, downsample="max2x2")
+    head16 = ACARHead(CS + CF, K, reduce_dim=32, hidden_dim=16, dtype="bfloat16", rngs=nnx.Rngs(0))
+    oracle.load_head_state_dict(head16, torch_head.state_dict())
+    args = tuple(map(jnp.asarray, make_batch()[:4])) + (jnp.asarray(VALID_HW),)
+    a, b = np.asarray(flax_forward(head32, *args)), np.asarray(flax_forward(head16, *args))
+    rel = np.abs(a - b).max() / np.abs(a).max()
+    print(f"bf16 vs f32: max rel err {rel:.2e}")
+    assert b.dtype == np.float32 and rel < 5e-2
