@@ -1,9 +1,10 @@
-"""Evaluation report: per-class AP table (console, CSV), per-class AP bar chart (PNG), AVA class-group mAPs,
+"""Evaluation report: per-class AP table (console, CSV), per-class AP bar chart (PNG), class-group mAPs,
 and logging of all of it to a clu metric writer (TensorBoard).
 
-Groups follow the AVA paper's split of the 80 action ids (../shared/data/README.md): person pose (movement)
-1-14, object manipulation 15-63, person interaction 64-80. A group's mAP is the mean AP of its classes that
-have GT (the evaluator's NaN classes are left out, as in the overall mAP).
+Groups are a mapping {name: class ids}. The default follows the AVA paper's split of the 80 action ids
+(../shared/data/README.md): person pose (movement) 1-14, object manipulation 15-63, person interaction 64-80;
+other datasets pass their own (the synthetic one: pose / actor / relational). A group's mAP is the mean AP of
+its classes that have GT (the evaluator's NaN classes are left out, as in the overall mAP).
 """
 
 from __future__ import annotations
@@ -12,56 +13,68 @@ import csv
 import io
 import os
 import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from acar_jax.ava_eval import FrameMapResult
 
 GROUPS = (("pose", 1, 14), ("object", 15, 63), ("person", 64, 80))   # (name, first id, last id), inclusive
-_GROUP_COLOURS = {"pose": "#4C72B0", "object": "#DD8452", "person": "#55A868", "other": "#8C8C8C"}
+AVA_GROUPS: dict[str, tuple[int, ...]] = {name: tuple(range(lo, hi + 1)) for name, lo, hi in GROUPS}
+_PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
+_OTHER_COLOUR = "#8C8C8C"
+
+Groups = Mapping[str, Sequence[int]]
 
 
-def group_of(class_id: int) -> str:
-    """'pose', 'object' or 'person' for an AVA action id; 'other' outside 1..80."""
-    for name, lo, hi in GROUPS:
-        if lo <= class_id <= hi:
+def group_of(class_id: int, groups: Groups | None = None) -> str:
+    """The name of the group holding `class_id` (default: AVA's 'pose', 'object', 'person'); 'other' if none."""
+    for name, ids in (AVA_GROUPS if groups is None else groups).items():
+        if class_id in ids:
             return name
     return "other"
 
 
-def group_map(result: FrameMapResult) -> dict[str, float]:
-    """{'pose': mAP, 'object': mAP, 'person': mAP}: mean AP of the group's classes with GT (NaN if none)."""
-    groups = np.array([group_of(c) for c in result.class_ids])
+def group_map(result: FrameMapResult, groups: Groups | None = None) -> dict[str, float]:
+    """{group: mAP}: mean AP of the group's classes with GT (NaN if none); default groups: AVA's."""
+    groups = AVA_GROUPS if groups is None else groups
+    names = np.array([group_of(c, groups) for c in result.class_ids])
     out = {}
-    for name, _, _ in GROUPS:
-        ap = result.ap[groups == name]
+    for name in groups:
+        ap = result.ap[names == name]
         ap = ap[~np.isnan(ap)]
         out[name] = float(ap.mean()) if ap.size else float("nan")
     return out
 
 
-def format_table(result: FrameMapResult) -> str:
+def _group_colours(groups: Groups | None) -> dict[str, str]:
+    names = list(AVA_GROUPS if groups is None else groups)
+    return {**{n: _PALETTE[i % len(_PALETTE)] for i, n in enumerate(names)}, "other": _OTHER_COLOUR}
+
+
+def format_table(result: FrameMapResult, groups: Groups | None = None) -> str:
     """Console table: one line per class (label-map order), then the group and overall mAPs."""
     width = max(len(n) for n in result.class_names)
-    lines = [f"{'id':>3}  {'class':<{width}}  {'group':<6}  {'#GT':>6}  {'AP':>7}",
-             f"{'-' * 3}  {'-' * width}  {'-' * 6}  {'-' * 6}  {'-' * 7}"]
+    gw = max([6] + [len(g) for g in (AVA_GROUPS if groups is None else groups)])
+    lines = [f"{'id':>3}  {'class':<{width}}  {'group':<{gw}}  {'#GT':>6}  {'AP':>7}",
+             f"{'-' * 3}  {'-' * width}  {'-' * gw}  {'-' * 6}  {'-' * 7}"]
     rows = zip(result.class_ids, result.class_names, result.num_gt.tolist(), result.ap.tolist(), strict=True)
     for cid, name, n, ap in rows:
-        lines.append(f"{cid:>3}  {name:<{width}}  {group_of(cid):<6}  {n:>6}  {_pct(ap):>7}")
-    for name, value in group_map(result).items():
-        lines.append(f"mAP {name:<{width + 13}}  {_pct(value):>7}")
-    lines.append(f"mAP {'all':<{width + 13}}  {_pct(result.mean_ap):>7}")
+        lines.append(f"{cid:>3}  {name:<{width}}  {group_of(cid, groups):<{gw}}  {n:>6}  {_pct(ap):>7}")
+    for name, value in group_map(result, groups).items():
+        lines.append(f"mAP {name:<{width + gw + 7}}  {_pct(value):>7}")
+    lines.append(f"mAP {'all':<{width + gw + 7}}  {_pct(result.mean_ap):>7}")
     return "\n".join(lines)
 
 
-def write_table_csv(path: str | os.PathLike, result: FrameMapResult) -> None:
+def write_table_csv(path: str | os.PathLike, result: FrameMapResult, groups: Groups | None = None) -> None:
     """CSV `class_id,name,group,num_gt,ap` (AP as a fraction at full precision, empty when NaN)."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["class_id", "name", "group", "num_gt", "ap"])
         for cid, name, n, ap in zip(result.class_ids, result.class_names, result.num_gt.tolist(),
                                     result.ap.tolist(), strict=True):
-            w.writerow([cid, name, group_of(cid), n, "" if np.isnan(ap) else repr(ap)])
+            w.writerow([cid, name, group_of(cid, groups), n, "" if np.isnan(ap) else repr(ap)])
 
 
 def read_table_csv(path: str | os.PathLike) -> dict[int, float]:
@@ -83,7 +96,7 @@ def read_table_csv(path: str | os.PathLike) -> dict[int, float]:
     return out
 
 
-def bar_chart_png(result: FrameMapResult, title: str = "") -> bytes:
+def bar_chart_png(result: FrameMapResult, title: str = "", groups: Groups | None = None) -> bytes:
     """PNG bytes of a per-class AP bar chart (classes in label-map order, coloured by group, mAP line)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg: no display, no pyplot state
     from matplotlib.figure import Figure
@@ -94,7 +107,8 @@ def bar_chart_png(result: FrameMapResult, title: str = "") -> bytes:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ap = np.nan_to_num(result.ap, nan=0.0) * 100
-    colours = [_GROUP_COLOURS[group_of(c)] for c in result.class_ids]
+    palette = _group_colours(groups)
+    colours = [palette[group_of(c, groups)] for c in result.class_ids]
     ax.bar(np.arange(n), ap, color=colours, width=0.8)
     if not np.isnan(result.mean_ap):
         ax.axhline(result.mean_ap * 100, color="black", linestyle="--", linewidth=1)
@@ -105,8 +119,8 @@ def bar_chart_png(result: FrameMapResult, title: str = "") -> bytes:
     ax.set_ylim(0, 100)
     ax.set_ylabel("AP@0.5 IoU (%)")
     ax.set_title(title or f"per-class AP, mAP {_pct(result.mean_ap)}")
-    groups = group_map(result)
-    ax.legend(handles=[Patch(color=_GROUP_COLOURS[g], label=f"{g} (mAP {_pct(groups[g])})") for g in groups],
+    group_maps = group_map(result, groups)
+    ax.legend(handles=[Patch(color=palette[g], label=f"{g} (mAP {_pct(v)})") for g, v in group_maps.items()],
               fontsize=8, loc="upper right")
     fig.tight_layout()
     buf = io.BytesIO()
@@ -114,34 +128,38 @@ def bar_chart_png(result: FrameMapResult, title: str = "") -> bytes:
     return buf.getvalue()
 
 
-def write_report(result: FrameMapResult, out_dir: str | os.PathLike, name: str = "eval") -> dict[str, str]:
+def write_report(result: FrameMapResult, out_dir: str | os.PathLike, name: str = "eval",
+                 groups: Groups | None = None) -> dict[str, str]:
     """Writes `<name>_per_class_ap.{csv,png,txt}` (table, bar chart, console table) to out_dir."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {kind: os.path.join(out_dir, f"{name}_per_class_ap.{kind}") for kind in ("csv", "png", "txt")}
-    write_table_csv(paths["csv"], result)
+    write_table_csv(paths["csv"], result, groups)
     with open(paths["png"], "wb") as f:
-        f.write(bar_chart_png(result, title=name))
+        f.write(bar_chart_png(result, title=name, groups=groups))
     with open(paths["txt"], "w") as f:
-        f.write(format_table(result) + "\n")
+        f.write(format_table(result, groups) + "\n")
     return paths
 
 
-def summary_scalars(result: FrameMapResult, prefix: str = "eval") -> dict[str, float]:
+def summary_scalars(result: FrameMapResult, prefix: str = "eval", groups: Groups | None = None) -> dict[str, float]:
     """Scalars: `{prefix}/mAP`, `{prefix}/mAP_<group>`, `{prefix}/AP/<id>_<name>` (NaN classes left out)."""
     out = {f"{prefix}/mAP": float(result.mean_ap)}
-    out.update({f"{prefix}/mAP_{g}": v for g, v in group_map(result).items()})
+    out.update({f"{prefix}/mAP_{g}": v for g, v in group_map(result, groups).items()})
     for cid, name, ap in zip(result.class_ids, result.class_names, result.ap.tolist(), strict=True):
         if not np.isnan(ap):
             out[f"{prefix}/AP/{cid:02d}_{_tag(name)}"] = ap
     return out
 
 
-def log_report(writer, step: int, result: FrameMapResult, prefix: str = "eval", chart: bool = True) -> None:
+def log_report(writer, step: int, result: FrameMapResult, prefix: str = "eval", chart: bool = True,
+               groups: Groups | None = None) -> None:
     """Logs `summary_scalars`, the table (text) and, if `chart`, the bar chart (image) to a clu writer."""
-    writer.write_scalars(step, summary_scalars(result, prefix))
-    writer.write_texts(step, {f"{prefix}/per_class_ap": "```\n" + format_table(result) + "\n```"})
+    writer.write_scalars(step, summary_scalars(result, prefix, groups))
+    writer.write_texts(step, {f"{prefix}/per_class_ap": "```\n" + format_table(result, groups) + "\n```"})
     if chart:
-        writer.write_images(step, {f"{prefix}/per_class_ap": _png_to_array(bar_chart_png(result))[None]})
+        title = f"step {step}: mAP {_pct(result.mean_ap)}"
+        png = bar_chart_png(result, title=title, groups=groups)
+        writer.write_images(step, {f"{prefix}/per_class_ap": _png_to_array(png)[None]})
     writer.flush()
 
 

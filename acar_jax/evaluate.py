@@ -26,7 +26,6 @@ metrics are broadcast to every process.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Sequence
 
@@ -35,7 +34,6 @@ import ml_collections
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
-from PIL import Image
 
 from acar_jax import ava_eval, eval_report, multiview, result_csv
 from acar_jax.losses import predict_scores
@@ -210,13 +208,13 @@ def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workd
         exclusions = _resolve(data.root, data.exclusions) if data.exclusions else None
         result = ava_eval.evaluate(_resolve(data.root, data.label_map), groundtruth_rows(data), csv_path,
                                    exclusions)
-        group_values = group_maps(result, groups)
-        eval_report.write_report(result, out_dir, name=f"step{step}")
+        group_values = eval_report.group_map(result, groups)
+        eval_report.write_report(result, out_dir, name=f"step{step}", groups=groups)
         if writer is not None:
-            _log(writer, step, result, group_values)
+            eval_report.log_report(writer, step, result, groups=groups)
         values = np.asarray([result.mean_ap] + [group_values[g] for g in groups], np.float64)
         logging.info("eval step %d: %d of %d boxes scored, %d rows in %s\n%s", step, int(seen.sum()),
-                     index.num_boxes, num_rows, csv_path, eval_report.format_table(result))
+                     index.num_boxes, num_rows, csv_path, eval_report.format_table(result, groups))
     values = _broadcast_floats(values)
     metrics: dict[str, float | str] = {name: float(v) for name, v in zip(names, values, strict=True)}
     metrics["csv"] = csv_path
@@ -224,32 +222,8 @@ def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workd
 
 
 def class_groups(dataset: str, label_map: ava_files.LabelMap) -> dict[str, tuple[int, ...]]:
-    """Class ids per reported group: AVA's pose / object / person id ranges (eval_report.GROUPS); the
+    """Class ids per reported group: AVA's pose / object / person id ranges (eval_report.AVA_GROUPS); the
     synthetic dataset's pose / actor-only / relational classes."""
     if dataset == "synthetic":
         return synthetic.class_groups()
-    return {name: tuple(c for c in label_map.ids if lo <= c <= hi) for name, lo, hi in eval_report.GROUPS}
-
-
-def group_maps(result: ava_eval.FrameMapResult, groups: dict[str, tuple[int, ...]]) -> dict[str, float]:
-    """Mean AP of each group's classes that have GT (NaN when none), as the overall mAP leaves NaNs out."""
-    ap = result.ap_by_id()
-    out = {}
-    for name, ids in groups.items():
-        values = np.asarray([ap[c] for c in ids if c in ap], np.float64)
-        values = values[~np.isnan(values)]
-        out[name] = float(values.mean()) if values.size else float("nan")
-    return out
-
-
-def _log(writer, step: int, result: ava_eval.FrameMapResult, group_values: dict[str, float]) -> None:
-    """mAP, group mAPs and per-class APs as scalars, the table as text, the bar chart as an image."""
-    scalars = {k: v for k, v in eval_report.summary_scalars(result).items() if k.startswith("eval/AP/")}
-    scalars["eval/mAP"] = float(result.mean_ap)
-    scalars.update({f"eval/mAP_{g}": v for g, v in group_values.items()})
-    writer.write_scalars(step, scalars)
-    writer.write_texts(step, {"eval/per_class_ap": "```\n" + eval_report.format_table(result) + "\n```"})
-    chart = eval_report.bar_chart_png(result, title=f"step {step}: mAP {100 * result.mean_ap:.2f}")
-    image = np.asarray(Image.open(io.BytesIO(chart)).convert("RGB"))   # [H, W, 3] uint8
-    writer.write_images(step, {"eval/per_class_ap": image[None]})
-    writer.flush()
+    return {name: tuple(c for c in label_map.ids if c in ids) for name, ids in eval_report.AVA_GROUPS.items()}

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -170,6 +171,15 @@ def _parse_box(fields: list[str]) -> tuple[tuple[float, float, float, float] | N
     return tuple(min(max(v, 0.0), 1.0) for v in coords), ""
 
 
+def _csv_rows(path: str) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, stripped row, stripped comma-separated fields) of every non-blank line of a CSV file."""
+    with open(path, newline="") as f:
+        for line_no, raw in enumerate(f, start=1):
+            row = raw.strip()
+            if row:
+                yield line_no, row, [v.strip() for v in row.split(",")]
+
+
 def read_ava_csv(path: str, label_map: LabelMap, *, with_scores: bool = False,
                  person_id_optional: bool = False) -> list[AvaBox]:
     """Reads a GT CSV (`with_scores=False`) or a detections CSV (`with_scores=True`) into merged boxes.
@@ -185,73 +195,68 @@ def read_ava_csv(path: str, label_map: LabelMap, *, with_scores: bool = False,
     skipped_lines: list[int] = []
     skipped_ids: set[int] = set()
     merged: dict[tuple, dict] = collections.OrderedDict()
-    with open(path, newline="") as f:
-        for line_no, raw in enumerate(f, start=1):
-            row = raw.strip()
-            if not row:
-                continue
-            fields = [v.strip() for v in row.split(",")]
-            where = f"{path}:{line_no}"
-            if person_id_optional and not with_scores and len(fields) == NUM_CSV_COLUMNS - 1:
-                fields.append("-1")
-            if len(fields) != NUM_CSV_COLUMNS:
-                last = "score" if with_scores else "person_id"
-                errors.append(f"{where}: expected {NUM_CSV_COLUMNS} columns (video_id,timestamp,x1,y1,x2,y2,"
-                              f"action_id,{last}), found {len(fields)}: {row!r}")
-                continue
-            video_id = fields[0]
-            if not video_id:
-                errors.append(f"{where}: empty video_id")
-                continue
+    for line_no, row, fields in _csv_rows(path):
+        where = f"{path}:{line_no}"
+        if person_id_optional and not with_scores and len(fields) == NUM_CSV_COLUMNS - 1:
+            fields.append("-1")
+        if len(fields) != NUM_CSV_COLUMNS:
+            last = "score" if with_scores else "person_id"
+            errors.append(f"{where}: expected {NUM_CSV_COLUMNS} columns (video_id,timestamp,x1,y1,x2,y2,"
+                          f"action_id,{last}), found {len(fields)}: {row!r}")
+            continue
+        video_id = fields[0]
+        if not video_id:
+            errors.append(f"{where}: empty video_id")
+            continue
+        try:
+            timestamp = int(fields[1])
+        except ValueError:
+            errors.append(f"{where}: timestamp must be an integer number of seconds, found {fields[1]!r}")
+            continue
+        box, reason = _parse_box(fields[2:6])
+        if box is None:
+            errors.append(f"{where}: {reason}")
+            continue
+        action_field = fields[6]
+        if with_scores:
             try:
-                timestamp = int(fields[1])
+                score = float(fields[7])
             except ValueError:
-                errors.append(f"{where}: timestamp must be an integer number of seconds, found {fields[1]!r}")
+                score = float("nan")
+            if not math.isfinite(score):
+                errors.append(f"{where}: score must be a finite number, found {fields[7]!r}")
                 continue
-            box, reason = _parse_box(fields[2:6])
-            if box is None:
-                errors.append(f"{where}: {reason}")
+            person_id = -1
+        else:
+            score = 1.0
+            try:
+                person_id = int(fields[7])
+            except ValueError:
+                errors.append(f"{where}: person_id must be an integer, found {fields[7]!r}")
                 continue
-            action_field = fields[6]
-            if with_scores:
-                try:
-                    score = float(fields[7])
-                except ValueError:
-                    score = float("nan")
-                if not math.isfinite(score):
-                    errors.append(f"{where}: score must be a finite number, found {fields[7]!r}")
-                    continue
-                person_id = -1
-            else:
-                score = 1.0
-                try:
-                    person_id = int(fields[7])
-                except ValueError:
-                    errors.append(f"{where}: person_id must be an integer, found {fields[7]!r}")
-                    continue
-            if with_scores and action_field in ("", "-1"):
-                action_id = None            # a person box without action labels
-            else:
-                try:
-                    action_id = int(action_field)
-                except ValueError:
-                    errors.append(f"{where}: action_id must be an integer, found {action_field!r}")
-                    continue
-                if action_id not in label_map:
-                    if with_scores:
-                        errors.append(f"{where}: action id {action_id} is not in the label map "
-                                      f"{label_map.path}")
-                    else:
-                        skipped_lines.append(line_no)
-                        skipped_ids.add(action_id)
-                    # a GT row of an unknown class still declares its box: keep the box, without this label
-            key = (video_id, timestamp, box)
-            entry = merged.get(key)
-            if entry is None:
-                entry = merged[key] = {"labels": set(), "score": score, "person_id": person_id,
-                                       "line": line_no}
-            if action_id is not None and action_id in label_map:
-                entry["labels"].add(label_map.index_of(action_id))
+        if with_scores and action_field in ("", "-1"):
+            action_id = None            # a person box without action labels
+        else:
+            try:
+                action_id = int(action_field)
+            except ValueError:
+                errors.append(f"{where}: action_id must be an integer, found {action_field!r}")
+                continue
+            if action_id not in label_map:
+                if with_scores:
+                    errors.append(f"{where}: action id {action_id} is not in the label map "
+                                  f"{label_map.path}")
+                else:
+                    skipped_lines.append(line_no)
+                    skipped_ids.add(action_id)
+                # a GT row of an unknown class still declares its box: keep the box, without this label
+        key = (video_id, timestamp, box)
+        entry = merged.get(key)
+        if entry is None:
+            entry = merged[key] = {"labels": set(), "score": score, "person_id": person_id,
+                                   "line": line_no}
+        if action_id is not None and action_id in label_map:
+            entry["labels"].add(label_map.index_of(action_id))
     if errors:
         raise AvaFormatError(_bad_rows_message(path, errors))
 
@@ -282,19 +287,14 @@ def _bad_rows_message(path: str, errors: list[str]) -> str:
 def read_exclusions(path: str) -> set[tuple[str, int]]:
     """Reads the excluded-timestamps CSV (`video_id,timestamp` rows) into a set of (video_id, timestamp)."""
     excluded, errors = set(), []
-    with open(path, newline="") as f:
-        for line_no, raw in enumerate(f, start=1):
-            row = raw.strip()
-            if not row:
-                continue
-            fields = [v.strip() for v in row.split(",")]
-            if len(fields) != 2 or not fields[0]:
-                errors.append(f"{path}:{line_no}: expected 2 columns (video_id,timestamp), found {row!r}")
-                continue
-            try:
-                excluded.add((fields[0], int(fields[1])))
-            except ValueError:
-                errors.append(f"{path}:{line_no}: timestamp must be an integer, found {fields[1]!r}")
+    for line_no, row, fields in _csv_rows(path):
+        if len(fields) != 2 or not fields[0]:
+            errors.append(f"{path}:{line_no}: expected 2 columns (video_id,timestamp), found {row!r}")
+            continue
+        try:
+            excluded.add((fields[0], int(fields[1])))
+        except ValueError:
+            errors.append(f"{path}:{line_no}: timestamp must be an integer, found {fields[1]!r}")
     if errors:
         raise AvaFormatError(_bad_rows_message(path, errors))
     return excluded

@@ -36,6 +36,20 @@ def test_group_without_gt_is_nan():
     assert np.isnan(eval_report.group_map(r)["person"])
 
 
+def test_custom_groups_name_the_table_csv_and_scalars(tmp_path):
+    groups = {"actor": (1, 14), "relational": (15, 63, 64)}        # class 80 in no group: "other"
+    assert eval_report.group_of(64, groups) == "relational" and eval_report.group_of(80, groups) == "other"
+    assert eval_report.group_map(_result(), groups) == {"actor": 0.75, "relational": 0.125}
+    text = eval_report.format_table(_result(), groups)
+    assert "mAP relational" in text and "mAP person" not in text
+    eval_report.write_report(_result(), tmp_path, name="val", groups=groups)
+    rows = (tmp_path / "val_per_class_ap.csv").read_text().splitlines()
+    assert [r.split(",")[2] for r in rows[1:]] == ["actor", "actor", "relational", "relational", "relational",
+                                                   "other"]
+    scalars = eval_report.summary_scalars(_result(), groups=groups)
+    assert scalars["eval/mAP_relational"] == 0.125 and "eval/mAP_pose" not in scalars
+
+
 def test_table_lists_every_class_and_the_maps():
     text = eval_report.format_table(_result())
     lines = text.splitlines()
