@@ -79,6 +79,7 @@ SPEED_RANGE = (0.6, 0.9)        # pixels per frame
 ACTOR_DISTANCE = 34.0           # centre distances in pixels, held over the whole scene
 SAME_COLOUR_DISTANCE = 56.0
 MARKER_DISTANCE = 40.0
+MAX_SCENE_ATTEMPTS = 2000       # placement tries before a frame size is declared too small
 
 
 def class_groups() -> dict[str, tuple[int, ...]]:
@@ -186,7 +187,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
 def sample_scene(rng: np.random.Generator, height: int, width: int) -> Scene:
     """A scene of 2-5 actors (and a marker with probability P_MARKER) meeting all the distance rules."""
     want_marker = rng.random() < P_MARKER
-    while True:
+    for _attempt in range(MAX_SCENE_ATTEMPTS):
         actors = _place_actors(rng, int(rng.integers(2, 6)), height, width)
         if actors is None:
             continue
@@ -194,6 +195,8 @@ def sample_scene(rng: np.random.Generator, height: int, width: int) -> Scene:
         if want_marker and marker is None:
             continue
         return Scene(actors, marker, _background(rng, height, width))
+    raise ValueError(f"synthetic.height/width = {height}x{width}: no scene of 2-5 actors {ACTOR_DISTANCE:.0f} px "
+                     f"apart fits in {MAX_SCENE_ATTEMPTS} tries; use frames of at least about 80x96 pixels")
 
 
 def scene_labels(scene: Scene) -> np.ndarray:

@@ -250,6 +250,9 @@ class ACARHead(nnx.Module):
         check_head_inputs(slow, fast, boxes, box_mask, valid_hw, padded_hw)
         feats = jnp.concatenate([_time_average(slow, "slow"), _time_average(fast, "fast")], axis=-1)
         h, w = feats.shape[1:3]
+        if h < 3 or w < 3:   # conv2 is a valid 3x3: it needs a 3x3 map (feature stride 16: clips >= 48 px)
+            raise ValueError(f"ACAR head: the feature map is {h}x{w}, it needs at least 3x3 (padded clips of at "
+                             f"least 48x48 pixels at feature stride 16); padded_hw = {tuple(padded_hw)}")
         context = self.conv_reduce(feats)                                          # [B, h, w, R]
         actors = roi_features(context, boxes, valid_hw, padded_hw, self.roi_spatial, self.roi_sampling_ratio)
         eff = effective_feature_hw(valid_hw, padded_hw, (h, w))                    # [B, 2]

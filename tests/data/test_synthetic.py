@@ -210,3 +210,8 @@ def test_relational_classes_are_not_linearly_separable_from_the_actors_own_crop(
         else:
             assert ap > 0.9, f"{cls.name} should be easy from the actor's own crop: {table}"
     print(f"\nlinear probe on {len(own_train)} train / {len(own_val)} val actors: {table}")
+
+
+def test_frames_too_small_for_a_scene_are_a_clear_error():
+    with pytest.raises(ValueError, match=r"synthetic.height/width = 32x40: no scene"):
+        synthetic.sample_scene(np.random.default_rng(0), 32, 40)

@@ -166,6 +166,9 @@ def test_head_inputs_rejected_by_name():
             head(*(jnp.asarray(kwargs[k]) for k in ("slow", "fast", "boxes", "box_mask", "valid_hw")), PADDED_HW)
     with pytest.raises(ValueError, match="model.head.downsample"):
         ACARHead(24, K, downsample="avg", rngs=nnx.Rngs(0))
+    small = (slow[:, :, :2, :2], fast[:, :, :2, :2])          # a 2x2 map: the valid 3x3 conv has no output
+    with pytest.raises(ValueError, match=r"feature map is 2x2, it needs at least 3x3"):
+        head(*(jnp.asarray(a) for a in (*small, boxes, mask, np.full_like(VALID_HW, 32))), (32, 32))
 
 
 def test_bfloat16_close_to_float32():
