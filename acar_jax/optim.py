@@ -6,6 +6,10 @@ buffer is `g`; Nesterov direction `g + momentum * buf`) and then steps `p -= lr 
 step). The rate is applied outside the transformation (`apply_updates`), because the reference indexes its
 schedule by the global iteration, including iterations whose update is skipped (no real RoI), while an optax
 count would not advance on those.
+
+`optimizer.name = "adamw"` swaps the direction for Adam's (decoupled weight decay, as `optax.adamw`): not the
+reference's recipe, which fine-tunes a Kinetics backbone with SGD, but what trains a from-scratch network with
+frozen (identity) BatchNorm in a few hundred steps, e.g. the synthetic default job.
 """
 
 from __future__ import annotations
@@ -14,9 +18,26 @@ import jax
 import ml_collections
 import optax
 
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def update_direction(optimizer_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """The update direction (before the learning rate) of config.train.optimizer: SGD's or AdamW's."""
+    name = optimizer_config.get("name", "sgd")
+    if name == "sgd":
+        return sgd_direction(optimizer_config)
+    if name == "adamw":
+        weight_decay = float(optimizer_config.weight_decay)
+        if weight_decay < 0:
+            raise ValueError(f"train.optimizer.weight_decay: must be >= 0, got {weight_decay}")
+        adam = optax.scale_by_adam(b1=float(optimizer_config.b1), b2=float(optimizer_config.b2),
+                                   eps=float(optimizer_config.eps))
+        return optax.chain(adam, optax.add_decayed_weights(weight_decay)) if weight_decay else adam
+    raise ValueError(f"train.optimizer.name: expected one of {OPTIMIZERS}, got {name!r}")
+
 
 def sgd_direction(optimizer_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """The update direction (before the learning rate) of config.train.optimizer."""
+    """SGD's update direction (before the learning rate): PyTorch's momentum, Nesterov and L2 semantics."""
     momentum = float(optimizer_config.momentum)
     weight_decay = float(optimizer_config.weight_decay)
     if momentum < 0 or weight_decay < 0:

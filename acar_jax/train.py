@@ -129,7 +129,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final
     num_steps = schedules.total_train_steps(config.train, train_input.steps_per_epoch)
     schedule = schedules.create_schedule(config.train, train_input.steps_per_epoch)
 
-    tx = optim.sgd_direction(config.train.optimizer)
+    tx = optim.update_direction(config.train.optimizer)
     graphdef, rest, state = train_step.create_train_state(api.create_model(config), tx)
     state, rest = train_step.replicate(state, mesh), train_step.replicate(rest, mesh)
     ckpt = checkpoints.Checkpointer(workdir, every_steps=int(config.checkpoint.every_steps),
@@ -209,7 +209,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     quiet_orbax()
     prepare_data(config)
     mesh = train_step.make_mesh()
-    tx = optim.sgd_direction(config.train.optimizer)
+    tx = optim.update_direction(config.train.optimizer)
     graphdef, rest, state = train_step.create_train_state(api.create_model(config), tx)
     state, rest = train_step.replicate(state, mesh), train_step.replicate(rest, mesh)
     ckpt = checkpoints.Checkpointer(workdir, every_steps=int(config.checkpoint.every_steps),

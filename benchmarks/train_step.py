@@ -41,7 +41,7 @@ def main() -> None:
         config.model.dtype = args.dtype
     mesh = train_step.make_mesh()
     train_step.check_batch_size(args.batch, jax.device_count(), int(config.train.grad_accum_steps))
-    tx = optim.sgd_direction(config.train.optimizer)
+    tx = optim.update_direction(config.train.optimizer)
     graphdef, rest, state = train_step.create_train_state(api.create_model(config), tx)
     state, rest = train_step.replicate(state, mesh), train_step.replicate(rest, mesh)
     step = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=train.roi_loss_fn(config),

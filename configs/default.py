@@ -104,9 +104,13 @@ def get_train_config() -> ml_collections.ConfigDict:
     train.num_pose_classes = 13
 
     opt = train.optimizer = ml_collections.ConfigDict()
+    opt.name = "sgd"                  # "sgd" (the reference's) | "adamw" (b1, b2, eps below; decoupled decay)
     opt.momentum = 0.9
     opt.nesterov = True
-    opt.weight_decay = 1e-7           # L2 added to the gradient (PyTorch SGD semantics)
+    opt.weight_decay = 1e-7           # sgd: L2 added to the gradient (PyTorch semantics); adamw: decoupled
+    opt.b1 = 0.9                      # adamw only
+    opt.b2 = 0.999                    # adamw only
+    opt.eps = 1e-8                    # adamw only
 
     sched = train.schedule = ml_collections.ConfigDict()
     sched.type = "step"               # "step" | "cosine"

@@ -26,7 +26,7 @@ def stand_in(monkeypatch):
 
 def _trained_run(tmp_path, config) -> tuple[str, train_step.TrainState]:
     """A workdir with the checkpoint of 2 SGD steps of the stand-in detector."""
-    tx = optim.sgd_direction(config.train.optimizer)
+    tx = optim.update_direction(config.train.optimizer)
     graphdef, rest, state = train_step.create_train_state(api.create_model(config, seed=7), tx)
     mesh = train_step.make_mesh()
     state, rest = train_step.replicate(state, mesh), train_step.replicate(rest, mesh)

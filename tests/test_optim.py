@@ -43,3 +43,33 @@ def test_matches_torch_sgd(momentum, nesterov, weight_decay):
 def test_nesterov_without_momentum_is_refused():
     with pytest.raises(ValueError, match="nesterov needs momentum"):
         optim.sgd_direction(_config(momentum=0.0, nesterov=True))
+
+
+def test_adamw_direction_equals_torch_adamw():
+    """optimizer.name = adamw: p - lr * direction equals torch.optim.AdamW (decoupled decay) at varying lr."""
+    rng = np.random.default_rng(1)
+    p0 = {"w": rng.normal(size=(4, 3)).astype(np.float32), "b": rng.normal(size=(3,)).astype(np.float32)}
+    grads = [{k: rng.normal(size=v.shape).astype(np.float32) for k, v in p0.items()} for _ in range(5)]
+    lrs = [1e-4, 5e-4, 1e-3, 1e-3, 1e-4]
+    config = ml_collections.ConfigDict(dict(name="adamw", momentum=0.9, nesterov=True, weight_decay=1e-2,
+                                            b1=0.9, b2=0.99, eps=1e-8))
+    tp = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in p0.items()}
+    opt = torch.optim.AdamW(list(tp.values()), lr=lrs[0], betas=(0.9, 0.99), eps=1e-8, weight_decay=1e-2)
+    tx = optim.update_direction(config)
+    params = {k: jnp.asarray(v) for k, v in p0.items()}
+    state = tx.init(params)
+    for g, lr in zip(grads, lrs, strict=True):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for k, t in tp.items():
+            t.grad = torch.tensor(g[k])
+        opt.step()
+        direction, state = tx.update({k: jnp.asarray(v) for k, v in g.items()}, state, params)
+        params = optim.apply_updates(params, direction, jnp.float32(lr))
+        for k in p0:
+            np.testing.assert_allclose(np.asarray(params[k]), tp[k].detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_optimizer_is_refused():
+    with pytest.raises(ValueError, match=r"train.optimizer.name: expected one of \('sgd', 'adamw'\), got 'adam'"):
+        optim.update_direction(ml_collections.ConfigDict(dict(name="adam", weight_decay=0.0)))

@@ -357,7 +357,7 @@ def test_convert_then_load_model_gives_oracle_logits(tmp_path, stand_in, form):
     print(f"{form}: logits max abs err {err:.2e} (max |logit| {np.max(np.abs(ref)):.2f})")
     assert err < ATOL
 
-    tx = optim.sgd_direction(cfg.train.optimizer)
+    tx = optim.update_direction(cfg.train.optimizer)
     _, _, state = train_step.create_train_state(api.create_model(cfg, seed=5), tx)
     ckpt = checkpoints.Checkpointer(str(tmp_path / "out"), every_steps=1, max_to_keep=1)
     restored = ckpt.restore(state)
@@ -384,7 +384,7 @@ def test_convert_pyslowfast_backbone_for_fine_tuning(tmp_path, stand_in, capsys)
     assert sorted(report.unused["classifier"]) == ["head.projection.bias", "head.projection.weight"]
     assert report.missing == {"head": ["head/fc/kernel"]}
 
-    tx = optim.sgd_direction(cfg.train.optimizer)
+    tx = optim.update_direction(cfg.train.optimizer)
     _, _, fresh = train_step.create_train_state(api.create_model(cfg, seed=9), tx)
     state = checkpoints.init_from(fresh, str(tmp_path / "out"), scope="backbone")
     np.testing.assert_array_equal(np.asarray(state.params["head"]["fc"]["kernel"][...]),

@@ -127,7 +127,7 @@ def detector_three_steps() -> dict[str, np.ndarray]:
     config = default.get_config()
     config.model.head.hr2o_dropout = 0.0
     mesh = train_step.make_mesh()
-    tx = optim.sgd_direction(config.train.optimizer)
+    tx = optim.update_direction(config.train.optimizer)
     graphdef, rest, state = train_step.create_train_state(api.create_model(config), tx)
     state, rest = train_step.replicate(state, mesh), train_step.replicate(rest, mesh)
     step = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=train.roi_loss_fn(config))

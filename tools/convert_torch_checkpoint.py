@@ -61,7 +61,7 @@ def convert(input_path: str, config, output: str, *, allow_missing: Sequence[str
     report = torch_import.import_into(model, source, scheme=None if scheme in (None, "auto") else scheme,
                                       allow_missing=allow_missing, allow_unused=allow_unused, container=container,
                                       source_name=input_path)
-    _, _, state = train_step.create_train_state(model, optim.sgd_direction(config.train.optimizer))
+    _, _, state = train_step.create_train_state(model, optim.update_direction(config.train.optimizer))
     ckpt = checkpoints.Checkpointer(output, every_steps=1, max_to_keep=1)
     try:
         if not ckpt.save(state, force=True):
