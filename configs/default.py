@@ -150,6 +150,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.box_buckets = (8,)
 
     config.train.batch_size = 8
+    # From scratch with frozen (identity) BatchNorm: AdamW learns in the 180 steps SGD needs thousands for
+    # (measured: train loss 0.48 vs 0.58 after 120 steps). The paper configs keep the reference's SGD.
+    config.train.optimizer.name = "adamw"
+    config.train.schedule.base_lr = 2e-4
+    config.train.schedule.warmup_lr = 2e-3
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.every_steps = 100   # async save interval

@@ -37,7 +37,7 @@ def test_default_lr_expands_to_the_product_with_separate_workdirs(tmp_path):
         config, workdir, mode = parse(command)
         assert pathlib.Path(workdir).parent == tmp_path and mode == "train_and_eval"
         seen.add((config.train.schedule.warmup_lr, config.seed))
-    assert seen == {(lr, s) for lr in (0.032, 0.064, 0.128) for s in (0, 1)}
+    assert seen == {(lr, s) for lr in (1e-3, 2e-3, 4e-3) for s in (0, 1)}
     assert len({parse(c)[1] for c in commands}) == 6
 
 

@@ -10,6 +10,6 @@ from configs.sweeps import product
 def get_sweep() -> list[dict[str, object]]:
     """warmup_lr is the rate after warmup (the reference's and the paper's "base lr")."""
     return product({
-        "train.schedule.warmup_lr": [0.032, 0.064, 0.128],
+        "train.schedule.warmup_lr": [1e-3, 2e-3, 4e-3],
         "seed": [0, 1],
     })
