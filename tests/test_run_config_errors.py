@@ -25,7 +25,7 @@ def test_config_override_typo_names_the_field_and_its_siblings():
     code, last = _run("--config.train.optimizer.lr_typo=1")
     assert code == 1
     assert last.startswith("--config.train.optimizer.lr_typo=1: config.train.optimizer has no field 'lr_typo'")
-    assert "'momentum', 'nesterov', 'weight_decay'" in last
+    assert "'momentum', 'name', 'nesterov', 'weight_decay'" in last
 
 
 def test_config_typo_in_a_section_name():
