@@ -14,6 +14,22 @@ def _config(momentum=0.9, nesterov=True, weight_decay=1e-7):
     return ml_collections.ConfigDict(dict(momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
 
 
+def _step_both(tx, opt, tp, p0, grads, lrs, *, rtol: float) -> None:
+    """Steps the torch optimiser and `p - lr * direction` with the same gradients and rates; equal every step."""
+    params = {k: jnp.asarray(v) for k, v in p0.items()}
+    state = tx.init(params)
+    for g, lr in zip(grads, lrs, strict=True):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for k, t in tp.items():
+            t.grad = torch.tensor(g[k])
+        opt.step()
+        direction, state = tx.update({k: jnp.asarray(v) for k, v in g.items()}, state, params)
+        params = optim.apply_updates(params, direction, jnp.float32(lr))
+        for k in p0:
+            np.testing.assert_allclose(np.asarray(params[k]), tp[k].detach().numpy(), rtol=rtol, atol=1e-6)
+
+
 @pytest.mark.parametrize("momentum, nesterov, weight_decay", [(0.9, True, 1e-7), (0.9, False, 1e-2),
                                                               (0.9, True, 1e-2), (0.0, False, 1e-3)])
 def test_matches_torch_sgd(momentum, nesterov, weight_decay):
@@ -26,18 +42,7 @@ def test_matches_torch_sgd(momentum, nesterov, weight_decay):
     opt = torch.optim.SGD(list(tp.values()), lr=lrs[0], momentum=momentum, nesterov=nesterov,
                           weight_decay=weight_decay)
     tx = optim.sgd_direction(_config(momentum, nesterov, weight_decay))
-    params = {k: jnp.asarray(v) for k, v in p0.items()}
-    state = tx.init(params)
-    for g, lr in zip(grads, lrs, strict=True):
-        for group in opt.param_groups:
-            group["lr"] = lr
-        for k, t in tp.items():
-            t.grad = torch.tensor(g[k])
-        opt.step()
-        direction, state = tx.update({k: jnp.asarray(v) for k, v in g.items()}, state, params)
-        params = optim.apply_updates(params, direction, jnp.float32(lr))
-        for k in p0:
-            np.testing.assert_allclose(np.asarray(params[k]), tp[k].detach().numpy(), rtol=1e-6, atol=1e-6)
+    _step_both(tx, opt, tp, p0, grads, lrs, rtol=1e-6)
 
 
 def test_nesterov_without_momentum_is_refused():
@@ -56,18 +61,7 @@ def test_adamw_direction_equals_torch_adamw():
     tp = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in p0.items()}
     opt = torch.optim.AdamW(list(tp.values()), lr=lrs[0], betas=(0.9, 0.99), eps=1e-8, weight_decay=1e-2)
     tx = optim.update_direction(config)
-    params = {k: jnp.asarray(v) for k, v in p0.items()}
-    state = tx.init(params)
-    for g, lr in zip(grads, lrs, strict=True):
-        for group in opt.param_groups:
-            group["lr"] = lr
-        for k, t in tp.items():
-            t.grad = torch.tensor(g[k])
-        opt.step()
-        direction, state = tx.update({k: jnp.asarray(v) for k, v in g.items()}, state, params)
-        params = optim.apply_updates(params, direction, jnp.float32(lr))
-        for k in p0:
-            np.testing.assert_allclose(np.asarray(params[k]), tp[k].detach().numpy(), rtol=1e-5, atol=1e-6)
+    _step_both(tx, opt, tp, p0, grads, lrs, rtol=1e-5)
 
 
 def test_unknown_optimizer_is_refused():
