@@ -136,8 +136,11 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, me
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
         loss0 = jax.lax.pcast(jnp.zeros((), jnp.float32), AXIS, to="varying")
-        (grads, device_loss), _ = jax.lax.scan(accumulate, (zeros, loss0),
-                                               (jnp.arange(grad_accum_steps), micro))
+        if grad_accum_steps == 1:   # no loop: XLA:CPU runs a scan body ~4x slower (measured, tiny model)
+            (grads, device_loss), _ = accumulate((zeros, loss0), (0, jax.tree.map(lambda x: x[0], micro)))
+        else:
+            (grads, device_loss), _ = jax.lax.scan(accumulate, (zeros, loss0),
+                                                   (jnp.arange(grad_accum_steps), micro))
         loss = jax.lax.psum(device_loss, AXIS)        # grads are already summed over `data` by autodiff
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)

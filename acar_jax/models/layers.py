@@ -60,14 +60,37 @@ class Conv3d(nnx.Module):
         self.kernel = nnx.Param(he_normal_fan_out(rngs.params(), shape))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """x [B, T, H, W, in] -> [B, T', H', W', out] in `self.dtype`."""
-        return jax.lax.conv_general_dilated(
-            x.astype(self.dtype), self.kernel[...].astype(self.dtype),
-            window_strides=self.stride,
-            padding=[(p, p) for p in self.padding],
-            rhs_dilation=self.dilation,
-            dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
-        )
+        """x [B, T, H, W, in] -> [B, T', H', W', out] in `self.dtype`.
+
+        Computed as the sum over the kt temporal taps of a 2-D convolution (a matmul for 1x1 kernels) with
+        time folded into the batch: the same arithmetic as the 3-D convolution, but XLA:CPU runs its
+        backward pass about 6x faster (measured on the tiny SlowFast: 5.2 s -> 0.8 s per gradient), and
+        every SlowFast kernel except the fast stem has kt == 1 or a 1x1 spatial extent.
+        """
+        kt, kh, kw = self.kernel_size
+        st, sh, sw = self.stride
+        pt, ph, pw = self.padding
+        dt, dh, dw = self.dilation
+        kernel = self.kernel[...].astype(self.dtype)
+        x = x.astype(self.dtype)
+        if pt:
+            x = jnp.pad(x, ((0, 0), (pt, pt), (0, 0), (0, 0), (0, 0)))
+        batch, t_out = x.shape[0], (x.shape[1] - dt * (kt - 1) - 1) // st + 1
+        if t_out < 1:
+            raise ValueError(f"Conv3d: {x.shape[1] - 2 * pt} frames (padding {pt}) are fewer than the temporal "
+                             f"kernel {kt} (dilation {dt}) needs")
+        out = None
+        for tap in range(kt):
+            frames = x[:, tap * dt: tap * dt + st * (t_out - 1) + 1: st]         # [B, T', H, W, in]
+            frames = frames.reshape((-1, *frames.shape[2:]))                      # [B*T', H, W, in]
+            if (kh, kw, sh, sw) == (1, 1, 1, 1):
+                y = frames @ kernel[tap, 0, 0]
+            else:
+                y = jax.lax.conv_general_dilated(
+                    frames, kernel[tap], window_strides=(sh, sw), padding=[(ph, ph), (pw, pw)],
+                    rhs_dilation=(dh, dw), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            out = y if out is None else out + y
+        return out.reshape((batch, t_out, *out.shape[1:]))
 
 
 class FrozenBatchNorm(nnx.Module):
