@@ -10,15 +10,20 @@ Layout under the root (the official file formats; names are the defaults of `con
   synthetic_config.json                 the generator settings (a root made with other settings is refused)
 
 Every keyframe is its own scene (cuts half a second either side of it), so each video gives
-`keyframes_per_video` independent samples. A scene has 2-5 rectangular actors moving in straight lines on a
-smooth background and sometimes a white "+" marker object (never boxed). Classes:
+`keyframes_per_video` independent samples. A scene has MIN_ACTORS-MAX_ACTORS rectangular actors moving in
+straight lines on a smooth background and sometimes a white "+" marker object (never boxed). Classes:
   pose (mutually exclusive, the first NUM_POSE_CLASSES, for pose_softmax): tall / square / wide actor
   actor-only: moving, red, hollow (outline only)       - visible in the actor's own box
-  relational: same colour as another actor, marker in the scene, another actor is moving
-The evidence of a relational class always lies outside the actor's box and far from it: actors of the same
-colour are at least SAME_COLOUR_DISTANCE apart, the marker at least MARKER_DISTANCE from every actor, all
-actors at least ACTOR_DISTANCE apart, over the whole scene. A head that sees only the actor's own RoI feature
-(Linear) cannot tell them; one that relates the actor to the context and to other actors (ACAR) can.
+  relational: partner pose in the scene (another actor has the pose after the actor's own in the cycle tall ->
+              square -> wide -> tall: it relates the actor's own attribute to another's, and the actor itself
+              never counts), marker in the scene, another actor is moving
+The evidence of a relational class lies outside what a head reading only the actor's RoI feature can see: every
+pair of actors, and the marker and every actor, are `synthetic.relation_gap` pixels apart (the gap between their
+rectangles swept over the whole scene; 84 by default), more than LINEAR_HEAD_REACH, the distance beyond its box at
+which the RoI feature of the default tiny backbone stops depending on the pixels at all (its receptive field; a
+test measures it by gradient). So a Linear head cannot tell the relational classes, however long it trains, while
+one that relates the actor to the context map and to the other actors (ACAR) can. Frames are wide strips (64x384
+by default) so that 2-3 actors and the marker fit at these gaps.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ CLASSES = (
     SyntheticClass(4, "moving", "actor"),
     SyntheticClass(5, "red", "actor"),
     SyntheticClass(6, "hollow", "actor"),
-    SyntheticClass(7, "same colour as another actor", "relational"),
+    SyntheticClass(7, "partner pose in the scene", "relational"),
     SyntheticClass(8, "marker in the scene", "relational"),
     SyntheticClass(9, "another actor is moving", "relational"),
 )
@@ -76,9 +81,8 @@ MARKER_SIZE = 9
 HOLLOW_THICKNESS = 3
 P_MOVING, P_HOLLOW, P_MARKER = 0.3, 0.35, 0.5
 SPEED_RANGE = (0.6, 0.9)        # pixels per frame
-ACTOR_DISTANCE = 34.0           # centre distances in pixels, held over the whole scene
-SAME_COLOUR_DISTANCE = 56.0
-MARKER_DISTANCE = 40.0
+MIN_ACTORS, MAX_ACTORS = 2, 3
+LINEAR_HEAD_REACH = 75          # px beyond the box that the default tiny backbone's RoI feature reads (measured)
 MAX_SCENE_ATTEMPTS = 2000       # placement tries before a frame size is declared too small
 
 
@@ -119,9 +123,6 @@ class Scene:
     background: np.ndarray                  # [H, W, 3] uint8
 
 
-_SCENE_TIMES = np.linspace(-SCENE_HALF_SPAN, SCENE_HALF_SPAN - 1, 7)
-
-
 def _sample_actor_shape(rng: np.random.Generator) -> tuple[int, int, int]:
     pose = int(rng.integers(3))
     if pose == 1:
@@ -132,20 +133,21 @@ def _sample_actor_shape(rng: np.random.Generator) -> tuple[int, int, int]:
     return (pose, long, short) if pose == 0 else (pose, short, long)
 
 
-def _inside(cy: float, cx: float, vy: float, vx: float, h: int, w: int, height: int, width: int) -> bool:
-    ys = cy + vy * _SCENE_TIMES[[0, -1]]
-    xs = cx + vx * _SCENE_TIMES[[0, -1]]
-    return bool((ys - h / 2 >= 1).all() and (ys + h / 2 <= height - 1).all()
-                and (xs - w / 2 >= 1).all() and (xs + w / 2 <= width - 1).all())
+Rect = tuple[int, int, int, int]    # (row0, col0, row1, col1), half-open pixel rectangle
 
 
-def _min_distance(a: Actor, cy: float, cx: float, vy: float, vx: float) -> float:
-    dy = (a.cy + a.vy * _SCENE_TIMES) - (cy + vy * _SCENE_TIMES)
-    dx = (a.cx + a.vx * _SCENE_TIMES) - (cx + vx * _SCENE_TIMES)
-    return float(np.sqrt(dy * dy + dx * dx).min())
+def swept_rect(actor: Actor) -> Rect:
+    """The rectangle covering every frame of the actor's scene (motion is linear, so its two ends bound it)."""
+    first, last = actor.rect(-SCENE_HALF_SPAN), actor.rect(SCENE_HALF_SPAN - 1)
+    return (min(first[0], last[0]), min(first[1], last[1]), max(first[2], last[2]), max(first[3], last[3]))
 
 
-def _place_actors(rng: np.random.Generator, n: int, height: int, width: int) -> tuple[Actor, ...] | None:
+def rect_gap(a: Rect, b: Rect) -> int:
+    """Pixels between two rectangles along the axis that separates them most (Chebyshev gap; <= 0: touching)."""
+    return max(b[0] - a[2], a[0] - b[2], b[1] - a[3], a[1] - b[3])
+
+
+def _place_actors(rng: np.random.Generator, n: int, height: int, width: int, gap: int) -> tuple[Actor, ...] | None:
     actors: list[Actor] = []
     for _ in range(n):
         colour = int(rng.integers(len(COLOURS)))
@@ -157,23 +159,28 @@ def _place_actors(rng: np.random.Generator, n: int, height: int, width: int) -> 
             vy, vx = float(speed * np.sin(angle)), float(speed * np.cos(angle))
         for _attempt in range(60):
             cy, cx = rng.uniform(h / 2, height - h / 2), rng.uniform(w / 2, width - w / 2)
-            if not _inside(cy, cx, vy, vx, h, w, height, width):
+            actor = Actor(colour, pose, hollow, h, w, float(cy), float(cx), vy, vx)
+            r0, c0, r1, c1 = swept = swept_rect(actor)
+            if r0 < 1 or c0 < 1 or r1 > height - 1 or c1 > width - 1:
                 continue
-            if all(_min_distance(a, cy, cx, vy, vx)
-                   >= (SAME_COLOUR_DISTANCE if a.colour == colour else ACTOR_DISTANCE) for a in actors):
-                actors.append(Actor(colour, pose, hollow, h, w, float(cy), float(cx), vy, vx))
+            if all(rect_gap(swept, swept_rect(a)) >= gap for a in actors):
+                actors.append(actor)
                 break
         else:
             return None
     return tuple(actors)
 
 
-def _place_marker(rng: np.random.Generator, actors: tuple[Actor, ...], height: int, width: int):
+def marker_rect(marker: tuple[int, int]) -> Rect:
+    """The marker's pixel rectangle from its top-left corner."""
+    return (marker[0], marker[1], marker[0] + MARKER_SIZE, marker[1] + MARKER_SIZE)
+
+
+def _place_marker(rng: np.random.Generator, actors: tuple[Actor, ...], height: int, width: int, gap: int):
     for _attempt in range(60):
-        top, left = int(rng.integers(0, height - MARKER_SIZE)), int(rng.integers(0, width - MARKER_SIZE))
-        c = (top + MARKER_SIZE / 2, left + MARKER_SIZE / 2)
-        if all(_min_distance(a, c[0], c[1], 0.0, 0.0) >= MARKER_DISTANCE for a in actors):
-            return top, left
+        marker = int(rng.integers(0, height - MARKER_SIZE)), int(rng.integers(0, width - MARKER_SIZE))
+        if all(rect_gap(marker_rect(marker), swept_rect(a)) >= gap for a in actors):
+            return marker
     return None
 
 
@@ -184,19 +191,21 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.broadcast_to(np.clip(base + ramp, 0, 255), (height, width, 3)).astype(np.uint8)
 
 
-def sample_scene(rng: np.random.Generator, height: int, width: int) -> Scene:
-    """A scene of 2-5 actors (and a marker with probability P_MARKER) meeting all the distance rules."""
+def sample_scene(rng: np.random.Generator, height: int, width: int, relation_gap: int) -> Scene:
+    """A scene of MIN_ACTORS-MAX_ACTORS actors (and a marker with probability P_MARKER), all `relation_gap` px
+    apart (gaps between rectangles swept over the scene)."""
     want_marker = rng.random() < P_MARKER
     for _attempt in range(MAX_SCENE_ATTEMPTS):
-        actors = _place_actors(rng, int(rng.integers(2, 6)), height, width)
+        actors = _place_actors(rng, int(rng.integers(MIN_ACTORS, MAX_ACTORS + 1)), height, width, relation_gap)
         if actors is None:
             continue
-        marker = _place_marker(rng, actors, height, width) if want_marker else None
+        marker = _place_marker(rng, actors, height, width, relation_gap) if want_marker else None
         if want_marker and marker is None:
             continue
         return Scene(actors, marker, _background(rng, height, width))
-    raise ValueError(f"synthetic.height/width = {height}x{width}: no scene of 2-5 actors {ACTOR_DISTANCE:.0f} px "
-                     f"apart fits in {MAX_SCENE_ATTEMPTS} tries; use frames of at least about 80x96 pixels")
+    raise ValueError(f"synthetic.height/width = {height}x{width}: no scene of {MIN_ACTORS}-{MAX_ACTORS} actors "
+                     f"{relation_gap} px apart (synthetic.relation_gap) fits in {MAX_SCENE_ATTEMPTS} tries; use wider "
+                     "frames or a smaller gap")
 
 
 def scene_labels(scene: Scene) -> np.ndarray:
@@ -209,7 +218,7 @@ def scene_labels(scene: Scene) -> np.ndarray:
         labels[i, 3] = a.moving
         labels[i, 4] = a.colour == RED
         labels[i, 5] = a.hollow
-        labels[i, 6] = any(b.colour == a.colour for b in others)
+        labels[i, 6] = any(b.pose == (a.pose + 1) % NUM_POSE_CLASSES for b in others)
         labels[i, 7] = scene.marker is not None
         labels[i, 8] = any(b.moving for b in others)
     return labels
@@ -275,7 +284,7 @@ def write_video(frames_dir: str, video_id: str, rng: np.random.Generator, synth:
     do); otherwise, and for false positives, the action column is empty (a person box).
     """
     height, width, num_keyframes = int(synth.height), int(synth.width), int(synth.keyframes_per_video)
-    scenes = [sample_scene(rng, height, width) for _ in range(num_keyframes)]
+    scenes = [sample_scene(rng, height, width, int(synth.relation_gap)) for _ in range(num_keyframes)]
     video_dir = os.path.join(frames_dir, video_id)
     os.makedirs(video_dir)
     for frame in range(1, FPS * (num_keyframes + 1) + 1):
@@ -306,7 +315,7 @@ def label_map_text() -> str:
 
 def _config_dict(synth: ml_collections.ConfigDict) -> dict:
     keys = ("seed", "num_train_videos", "num_val_videos", "keyframes_per_video", "height", "width",
-            "jpeg_quality")
+            "relation_gap", "jpeg_quality")
     return {k: synth[k] for k in keys}
 
 

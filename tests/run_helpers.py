@@ -15,10 +15,12 @@ _CACHE_DIR = tempfile.mkdtemp(prefix="acar_jax_test_jit_cache_")   # one per tes
 atexit.register(shutil.rmtree, _CACHE_DIR, True)
 
 # A few seconds of training on 2 CPU cores: 12 train keyframes of 64x80 (the ACAR head needs a feature map of
-# at least 3x3 for its valid 3x3 conv: 48 pixels at stride 16), 8 frames, batch 4.
+# at least 3x3 for its valid 3x3 conv: 48 pixels at stride 16; actors 8 px apart so that they fit), 8 frames,
+# batch 4.
 TINY_OVERRIDES = (
     "--config.synthetic.num_train_videos=2", "--config.synthetic.num_val_videos=1",
     "--config.synthetic.keyframes_per_video=6", "--config.synthetic.height=64", "--config.synthetic.width=80",
+    "--config.synthetic.relation_gap=8",
     "--config.data.short_side=64", "--config.data.eval_scales=(64,)", "--config.train.batch_size=4",
     "--config.eval_batch_size=4", "--config.log_every_steps=2",
 )

@@ -19,7 +19,8 @@ def test_exploding_run_stops_at_the_first_non_finite_step(tmp_path, monkeypatch)
     monkeypatch.setattr(train, "roi_loss_fn", lambda config: h.roi_bce)
     config = default.get_config()
     config.data.root = str(tmp_path / "data")
-    config.synthetic.update(num_train_videos=2, num_val_videos=1, keyframes_per_video=6, height=64, width=80)
+    config.synthetic.update(num_train_videos=2, num_val_videos=1, keyframes_per_video=6, height=64, width=80,
+                            relation_gap=8)
     config.data.short_side = 32
     config.train.batch_size = 4
     config.train.num_steps = 6
