@@ -1,6 +1,6 @@
 """Times the sharded train step of a config on the available devices (synthetic inputs of the config's shapes).
 
-    python benchmarks/train_step.py [--config configs/default.py] [--batch 8] [--height 64] [--width 384]
+    python benchmarks/train_step.py [--config configs/default.py] [--batch 8] [--height H] [--width W]
                                     [--boxes 8] [--steps 10] [--dtype float32]
 
 Compilation and one warm-up step are excluded; the table shows the median step time over `--steps` steps,
@@ -29,8 +29,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "default.py"))
     parser.add_argument("--batch", type=int, default=8, help="global clips per step")
-    parser.add_argument("--height", type=int, default=64, help="clip height (default: the default job's frames)")
-    parser.add_argument("--width", type=int, default=384)
+    parser.add_argument("--height", type=int, default=None, help="clip height (default: config.synthetic.height)")
+    parser.add_argument("--width", type=int, default=None, help="clip width (default: config.synthetic.width)")
     parser.add_argument("--boxes", type=int, default=8, help="N_max boxes per clip (all real)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--dtype", default=None, help="override config.model.dtype")
@@ -39,6 +39,8 @@ def main() -> None:
     config = api.load_config(args.config)
     if args.dtype:
         config.model.dtype = args.dtype
+    args.height = args.height or int(config.synthetic.height)
+    args.width = args.width or int(config.synthetic.width)
     mesh = train_step.make_mesh()
     train_step.check_batch_size(args.batch, jax.device_count(), int(config.train.grad_accum_steps))
     tx = optim.update_direction(config.train.optimizer)
