@@ -7,7 +7,7 @@ Re-running the same command resumes from the latest checkpoint. This file only p
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import os
 import sys
 
@@ -36,26 +36,6 @@ def _workdir() -> str:
     return os.path.join("runs", name)
 
 
-def _check_overrides(path: str, argv: list[str]) -> None:
-    """Raises UsageError naming an override `--config.a.b=v` whose field does not exist in the config file."""
-    spec = importlib.util.spec_from_file_location("_run_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    base = module.get_config()
-    for arg in argv:
-        if not arg.startswith("--config."):
-            continue
-        keys = [k.split("[", 1)[0] for k in arg[len("--config."):].split("=", 1)[0].split(".")]
-        node = base
-        for i, key in enumerate(keys):
-            if not hasattr(node, "keys") or key not in node:
-                where = ".".join(["config"] + keys[:i])
-                known = sorted(node.keys()) if hasattr(node, "keys") else []
-                raise app.UsageError(f"{arg}: {where} has no field {key!r} (config file {path}); its fields: "
-                                     f"{known}")
-            node = node[key]
-
-
 def _config_path(argv: list[str]) -> str:
     for i, arg in enumerate(argv):
         if arg.startswith("--config="):
@@ -71,31 +51,46 @@ def _check_argv(argv: list[str]) -> None:
     if not os.path.isfile(path):
         sys.exit(f"--config={path}: no such config file (the configs are in {os.path.dirname(_DEFAULT_CONFIG)}, "
                  "e.g. --config=configs/default.py)")
+    from acar_jax import config_files  # noqa: PLC0415 (light: ml_collections only)
+
     try:
-        _check_overrides(path, argv)
-    except app.UsageError as e:
+        config_files.check_override_keys(config_files.load_config(path), config_files.override_keys(argv),
+                                         source=path)
+    except config_files.ConfigKeyError as e:
         sys.exit(str(e))
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], hooks_factory=None) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = _CONFIG.value
-    from acar_jax import train  # noqa: PLC0415 (flags are parsed before jax / tensorflow load)
+    run_experiment(_CONFIG.value, hooks_factory() if hooks_factory else None)
 
-    train.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+
+def run_experiment(config, hooks=None) -> None:
+    """Runs --mode on `config` and prints the metrics; `hooks` (acar_jax.experiment.Hooks) for test stand-ins."""
+    from acar_jax import experiment  # noqa: PLC0415 (flags are parsed before jax / tensorflow load)
+
+    hooks = experiment.Hooks() if hooks is None else hooks
+    experiment.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     workdir = _workdir()
     logging.info("config %s, workdir %s, mode %s", config_flags.get_config_filename(flags.FLAGS["config"]),
                  workdir, _MODE.value)
     if _MODE.value == "eval":
-        metrics = train.evaluate_checkpoint(config, workdir)
+        metrics = experiment.evaluate_checkpoint(config, workdir, hooks=hooks)
     else:
-        metrics = train.train_and_evaluate(config, workdir, final_eval=_MODE.value == "train_and_eval")
+        metrics = experiment.train_and_evaluate(config, workdir, final_eval=_MODE.value == "train_and_eval",
+                                                hooks=hooks)
     for key, value in sorted(metrics.items()):
         print(f"{key}: {value}")
 
 
-if __name__ == "__main__":
+def cli(hooks_factory=None) -> None:
+    """The command line: check argv (config file, override names), define the flags, run `main`.
+    `hooks_factory() -> acar_jax.experiment.Hooks` (called after flag parsing) is for test entry points."""
     _check_argv(sys.argv)
     _define_flags()
-    app.run(main)
+    app.run(functools.partial(main, hooks_factory=hooks_factory))
+
+
+if __name__ == "__main__":
+    cli()

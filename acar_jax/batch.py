@@ -17,13 +17,14 @@ Evaluation batches also carry host-side metadata (never sent to a device):
   clip_mask   [B]       bool           False for filler clips that pad the last batch to a fixed size
 
 The one rule for box frames: the pipeline never divides by a pad ratio; the model maps boxes onto the padded
-feature map with `boxes_to_feature_rois` (the reference divides normalised boxes by pad_ratio = padded / valid,
-then multiplies by the feature size, which is the same product).
+feature map (`acar_jax.models.boxes`; the reference divides normalised boxes by pad_ratio = padded / valid,
+then multiplies by the feature size, which is the same product). docs/design.md explains why.
+
+`check_array` is the project's one input-checking helper: every public boundary names the argument, the expected
+shape and what it found.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import jax.numpy as jnp
 import numpy as np
@@ -33,64 +34,27 @@ TRAIN_KEYS = MODEL_INPUT_KEYS + ("labels",)
 EVAL_METADATA_KEYS = ("video_id", "timestamp", "orig_boxes", "clip_mask")
 
 
-def boxes_to_feature_rois(boxes: jnp.ndarray, valid_hw: jnp.ndarray, padded_hw: tuple[int, int],
-                          feature_hw: tuple[int, int]) -> jnp.ndarray:
-    """Maps normalised boxes on the unpadded frame to feature-map pixel coordinates of the padded map.
-
-    boxes [B, N, 4] x1y1x2y2 in [0, 1] of the unpadded frame; valid_hw [B, 2] pixels; padded_hw the clip
-    size (H, W); feature_hw the feature map size (h, w). Returns [B, N, 4] in feature pixels:
-    x * (valid_w / W) * w, as the reference's `box / pad_ratio * w`.
-    """
-    padded = jnp.asarray(padded_hw, jnp.float32)
-    feat = jnp.asarray(feature_hw, jnp.float32)
-    scale_hw = valid_hw.astype(jnp.float32) / padded * feat  # [B, 2] (h, w)
-    scale_xyxy = jnp.stack([scale_hw[:, 1], scale_hw[:, 0], scale_hw[:, 1], scale_hw[:, 0]], axis=-1)
-    return boxes * scale_xyxy[:, None, :]
-
-
-def effective_feature_hw(valid_hw: jnp.ndarray, padded_hw: tuple[int, int],
-                         feature_hw: tuple[int, int]) -> jnp.ndarray:
-    """The part of the feature map that covers the unpadded frame: ceil(feature * valid / padded), [B, 2] int32.
-
-    The reference computes `ceil(h * (1 / pad_ratio))` in float64; this is the exact integer form of it.
-    """
-    valid = valid_hw.astype(jnp.int32)
-    padded = jnp.asarray(padded_hw, jnp.int32)
-    feat = jnp.asarray(feature_hw, jnp.int32)
-    return (feat * valid + padded - 1) // padded
-
-
 def check_model_inputs(clips, boxes, box_mask, valid_hw) -> None:
     """Raises ValueError naming the argument when a model input has the wrong rank, shape or dtype."""
-    _check(clips, "clips", 5, "[B, T, H, W, 3]", np.floating, last_dim=3)
+    check_array(clips, "clips", "[B, T, H, W, 3]", (None, None, None, None, 3), np.floating)
     b = clips.shape[0]
-    _check(boxes, "boxes", 3, "[B, N, 4]", np.floating, last_dim=4, batch=b)
-    n = boxes.shape[1]
-    _check(box_mask, "box_mask", 2, "[B, N]", np.bool_, batch=b)
-    if box_mask.shape[1] != n:
-        raise ValueError(f"box_mask: expected shape [B, N] = [{b}, {n}] to match boxes, got {tuple(box_mask.shape)}")
-    _check(valid_hw, "valid_hw", 2, "[B, 2]", np.integer, last_dim=2, batch=b)
-
-
-def check_batch_keys(batch: Mapping, keys: tuple[str, ...]) -> None:
-    """Raises KeyError naming the missing batch keys."""
-    missing = [k for k in keys if k not in batch]
-    if missing:
-        raise KeyError(f"batch is missing key(s) {missing}; it has {sorted(batch)}")
+    check_array(boxes, "boxes", "[B, N, 4]", (b, None, 4), np.floating)
+    check_array(box_mask, "box_mask", "[B, N]", (b, boxes.shape[1]), np.bool_)
+    check_array(valid_hw, "valid_hw", "[B, 2]", (b, 2), np.integer)
 
 
 _KIND_NAMES = {np.floating: "a float", np.integer: "an integer", np.bool_: "a bool"}
 
 
-def _check(x, name: str, rank: int, expected: str, kind, *, last_dim: int | None = None,
-           batch: int | None = None) -> None:
-    shape = tuple(getattr(x, "shape", ()))
+def check_array(x, name: str, layout: str, shape: tuple[int | None, ...], kind) -> None:
+    """Raises ValueError unless `x` has rank len(shape), the given sizes (None: any) and a dtype of `kind`
+    (np.floating, np.integer or np.bool_). `layout` names the axes in the message, e.g. "[B, N, 4]"."""
+    found = tuple(getattr(x, "shape", ()))
     dtype = getattr(x, "dtype", None)
-    if len(shape) != rank:
-        raise ValueError(f"{name}: expected rank {rank} {expected}, got shape {shape}")
-    if last_dim is not None and shape[-1] != last_dim:
-        raise ValueError(f"{name}: expected shape {expected} (last dim {last_dim}), got {shape}")
-    if batch is not None and shape[0] != batch:
-        raise ValueError(f"{name}: expected shape {expected} with B={batch} (from clips), got {shape}")
-    if dtype is None or not np.issubdtype(np.dtype(dtype), kind):
-        raise ValueError(f"{name}: expected {_KIND_NAMES[kind]} dtype for {expected}, got {dtype}")
+    if len(found) != len(shape):
+        raise ValueError(f"{name}: expected rank {len(shape)} {layout}, got shape {found}")
+    if any(want is not None and got != want for got, want in zip(found, shape, strict=True)):
+        wanted = "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+        raise ValueError(f"{name}: expected shape {layout} = {wanted}, got {found}")
+    if dtype is None or not jnp.issubdtype(dtype, kind):   # jnp knows bfloat16 is a float
+        raise ValueError(f"{name}: expected {_KIND_NAMES[kind]} dtype for {layout}, got {dtype}")

@@ -22,7 +22,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from acar_jax import api, optim, train, train_step  # noqa: E402
+from acar_jax import parallel  # noqa: E402
+from acar_jax.batch import TRAIN_KEYS  # noqa: E402
+from acar_jax.config_files import load_config  # noqa: E402
+from acar_jax.experiment import config_roi_loss, setup_model_state  # noqa: E402
+from acar_jax.training import train_step  # noqa: E402
 
 
 def main() -> None:
@@ -36,17 +40,15 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="override config.model.dtype")
     args = parser.parse_args()
 
-    config = api.load_config(args.config)
+    config = load_config(args.config)
     if args.dtype:
         config.model.dtype = args.dtype
     args.height = args.height or int(config.synthetic.height)
     args.width = args.width or int(config.synthetic.width)
-    mesh = train_step.make_mesh()
     train_step.check_batch_size(args.batch, jax.device_count(), int(config.train.grad_accum_steps))
-    tx = optim.update_direction(config.train.optimizer)
-    graphdef, rest, state = train_step.create_train_state(api.create_model(config), tx)
-    state, rest = train_step.replicate(state, mesh), train_step.replicate(rest, mesh)
-    step = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=train.roi_loss_fn(config),
+    model = setup_model_state(config)
+    mesh, state, rng_state = model.mesh, model.state, model.rng_state
+    step = train_step.make_train_step(model.graphdef, model.tx, mesh, roi_loss_fn=config_roi_loss(config),
                                       grad_accum_steps=int(config.train.grad_accum_steps))
     rng = np.random.default_rng(0)
     b, n, k, t = args.batch, args.boxes, int(config.model.num_classes), int(config.data.num_frames)
@@ -55,15 +57,15 @@ def main() -> None:
              "boxes": np.concatenate([xy, xy + 0.4], -1).astype(np.float32), "box_mask": np.ones((b, n), bool),
              "valid_hw": np.tile(np.array([[args.height, args.width]], np.int32), (b, 1)),
              "labels": (rng.uniform(size=(b, n, k)) < 0.2).astype(np.float32)}
-    batch = train_step.shard_batch(batch, mesh)
+    batch = parallel.shard_batch(batch, mesh, TRAIN_KEYS)
     start = time.perf_counter()
-    state, metrics = step(state, rest, batch, jnp.float32(0.01))
+    state, metrics = step(state, rng_state, batch, jnp.float32(0.01))
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - start
     times = []
     for _ in range(args.steps):
         start = time.perf_counter()
-        state, metrics = step(state, rest, batch, jnp.float32(0.01))
+        state, metrics = step(state, rng_state, batch, jnp.float32(0.01))
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
     med = statistics.median(times)

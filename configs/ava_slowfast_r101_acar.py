@@ -1,7 +1,7 @@
 """AVA v2.2, SlowFast R101 8x8 + ACAR head, HR2O depth 1: the reference's SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml.
 
 The reference R101 config leaves the backbone kwargs at slowfast.py's defaults, which differ from R50's
-(design.md's table): conv-only lateral fusion with kernel 5, `::alpha` slow frames, 0..255 per-channel
+(docs/reference_configs.md): conv-only lateral fusion with kernel 5, `::alpha` slow frames, 0..255 per-channel
 normalisation, depth-1 HR2O with a 1x1 output conv, 5 epochs.
   pretrained/SLOWFAST_R101_K700/  (converted from the reference's pretrained/SLOWFAST_R101_K700.pth.tar)
   python run.py --config=configs/ava_slowfast_r101_acar.py --workdir=runs/ava_r101_acar

@@ -180,7 +180,7 @@ def _csv_rows(path: str) -> Iterator[tuple[int, str, list[str]]]:
                 yield line_no, row, [v.strip() for v in row.split(",")]
 
 
-def read_ava_csv(path: str, label_map: LabelMap, *, with_scores: bool = False,
+def read_box_annotations(path: str, label_map: LabelMap, *, with_scores: bool = False,
                  person_id_optional: bool = False) -> list[AvaBox]:
     """Reads a GT CSV (`with_scores=False`) or a detections CSV (`with_scores=True`) into merged boxes.
 
@@ -307,7 +307,8 @@ def read_exclusions(path: str) -> set[tuple[str, int]]:
 KINETICS_VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm")
 
 
-def _resolve(root: str, name: str) -> str:
+def resolve_path(root: str, name: str) -> str:
+    """`name` if absolute, else `root/name` (config.data.* file fields are relative to config.data.root)."""
     return name if os.path.isabs(name) else os.path.join(root, name)
 
 
@@ -439,22 +440,23 @@ def load_keyframe_records(data_config, split: str, *, skip_missing_kinetics: boo
         raise ValueError(f"data.dataset must be 'synthetic', 'ava' or 'ava_kinetics', "
                          f"got {data_config.dataset!r}")
     root = data_config.root
-    label_map = read_label_map(_resolve(root, data_config.label_map))
+    label_map = read_label_map(resolve_path(root, data_config.label_map))
     if split == "train":
-        boxes = read_ava_csv(_resolve(root, data_config.train_csv), label_map)
+        boxes = read_box_annotations(resolve_path(root, data_config.train_csv), label_map)
         if data_config.train_proposals:
-            proposals = read_ava_csv(_resolve(root, data_config.train_proposals), label_map, with_scores=True)
+            proposals = read_box_annotations(resolve_path(root, data_config.train_proposals), label_map,
+                                             with_scores=True)
             boxes += _select_proposals(proposals, data_config.train_proposal_threshold)
     elif data_config.val_proposals:
-        proposals = read_ava_csv(_resolve(root, data_config.val_proposals), label_map, with_scores=True)
+        proposals = read_box_annotations(resolve_path(root, data_config.val_proposals), label_map, with_scores=True)
         boxes = _select_proposals(proposals, data_config.val_proposal_threshold)
     else:
-        boxes = read_ava_csv(_resolve(root, data_config.val_csv), label_map)
+        boxes = read_box_annotations(resolve_path(root, data_config.val_csv), label_map)
     groups = _group(boxes)
     if split == "val" and data_config.exclusions:
-        excluded = read_exclusions(_resolve(root, data_config.exclusions))
+        excluded = read_exclusions(resolve_path(root, data_config.exclusions))
         groups = {k: v for k, v in groups.items() if k not in excluded}
-    frames_root = _resolve(root, data_config.frames_dir)
+    frames_root = resolve_path(root, data_config.frames_dir)
     sources = _ava_sources(groups, frames_root, data_config.start_second, data_config.fps)
 
     if data_config.dataset == "ava_kinetics":
@@ -463,15 +465,15 @@ def load_keyframe_records(data_config, split: str, *, skip_missing_kinetics: boo
             raise ValueError(f"data.dataset 'ava_kinetics' needs data.kinetics_{split}_csv and "
                              f"data.kinetics_videos_dir")
         if split == "val" and data_config.kinetics_val_proposals:
-            proposals = read_ava_csv(_resolve(root, data_config.kinetics_val_proposals), label_map,
+            proposals = read_box_annotations(resolve_path(root, data_config.kinetics_val_proposals), label_map,
                                      with_scores=True)
             kinetics = _group(_select_proposals(proposals, data_config.kinetics_val_proposal_threshold))
         else:
-            kinetics = _group(read_ava_csv(_resolve(root, csv_name), label_map, person_id_optional=True))
+            kinetics = _group(read_box_annotations(resolve_path(root, csv_name), label_map, person_id_optional=True))
         overlap = sorted(set(kinetics) & set(groups))
         if overlap:
             raise ValueError(f"{csv_name}: keyframes {overlap[:3]} also appear in the AVA files")
-        kinetics_sources = _kinetics_sources(kinetics, _resolve(root, data_config.kinetics_videos_dir),
+        kinetics_sources = _kinetics_sources(kinetics, resolve_path(root, data_config.kinetics_videos_dir),
                                              frames_root, data_config.fps, skip_missing_kinetics)
         groups.update({k: kinetics[k] for k in kinetics_sources})
         sources.update(kinetics_sources)

@@ -45,7 +45,7 @@ def box_bucket(num_boxes: int, box_buckets: Sequence[int]) -> int:
 
 def spatial_buckets(records_or_sizes: Sequence[KeyframeRecord] | Sequence[Size],
                     data_config: ml_collections.ConfigDict, scale: int) -> tuple[Size, ...]:
-    """Padded (H, W) sizes at short side `scale`, smallest area first (design.md "Static shapes").
+    """Padded (H, W) sizes at short side `scale`, smallest area first (docs/design.md, "Static shapes and buckets").
 
     `records_or_sizes`: keyframe records (their frame sizes are probed) or original (height, width) sizes.
     `config.data.spatial_buckets` (given at `short_side`) is rescaled to `scale` so that every clip that fits
@@ -161,7 +161,7 @@ def _decode_video_frames(video_path: bytes, indices: np.ndarray) -> np.ndarray:
 # -------------------------------------------------------------------------------------------- plan
 
 @dataclasses.dataclass(frozen=True)
-class _Item:
+class KeyframePlan:
     """The static plan of one keyframe: its resized size, padded size and box bucket."""
     record: KeyframeRecord
     resize_hw: Size
@@ -178,7 +178,7 @@ def _keyframe_name(record: KeyframeRecord) -> str:
 
 
 def _plan_items(records: Sequence[KeyframeRecord], data_config: ml_collections.ConfigDict, scale: int,
-                num_classes: int | None) -> list[_Item]:
+                num_classes: int | None) -> list[KeyframePlan]:
     """Assigns every keyframe its buckets; errors name the keyframe."""
     seen: dict[tuple[str, int], int] = {}
     for i, rec in enumerate(records):
@@ -202,7 +202,7 @@ def _plan_items(records: Sequence[KeyframeRecord], data_config: ml_collections.C
             n_max = box_bucket(rec.num_boxes, data_config.box_buckets)
         except ValueError as e:
             raise ValueError(f"{_keyframe_name(rec)} (frames {h}x{w}, {rec.num_boxes} boxes): {e}") from e
-        items.append(_Item(rec, resize_hw, pad_hw, n_max))
+        items.append(KeyframePlan(rec, resize_hw, pad_hw, n_max))
     return items
 
 
@@ -237,7 +237,7 @@ class _ClipLoader:
             "resize_hw": tf.TensorSpec([2], tf.int32),
             "pad_hw": tf.TensorSpec([2], tf.int32),
             "boxes": tf.TensorSpec([None, 4], tf.float32),
-            "real": tf.TensorSpec([None], tf.bool),
+            "box_mask": tf.TensorSpec([None], tf.bool),
             "labels": tf.TensorSpec([None, k], tf.float32),
             "key": tf.TensorSpec([2], tf.int64),
             "filler": tf.TensorSpec([], tf.bool),
@@ -245,7 +245,7 @@ class _ClipLoader:
             "timestamp": tf.TensorSpec([], tf.int32),
         }
 
-    def example(self, item: _Item | None, key: tuple[int, int] = (0, 0), *,
+    def example(self, item: KeyframePlan | None, key: tuple[int, int] = (0, 0), *,
                 filler_bucket: tuple[Size, int] | None = None) -> dict[str, np.ndarray]:
         """The host-side spec of one example (a filler clip when `item` is None)."""
         t, k = self.num_frames, self.num_classes
@@ -254,7 +254,7 @@ class _ClipLoader:
             return {"paths": np.full([t], b""), "video_path": np.bytes_(b""),
                     "frame_idx": np.zeros([t], np.int64),
                     "resize_hw": np.asarray(pad_hw, np.int32), "pad_hw": np.asarray(pad_hw, np.int32),
-                    "boxes": np.zeros([n_max, 4], np.float32), "real": np.zeros([n_max], bool),
+                    "boxes": np.zeros([n_max, 4], np.float32), "box_mask": np.zeros([n_max], bool),
                     "labels": np.zeros([n_max, k], np.float32), "key": np.zeros([2], np.int64),
                     "filler": np.bool_(True), "video_id": np.bytes_(b""), "timestamp": np.int32(0)}
         rec = item.record
@@ -264,14 +264,14 @@ class _ClipLoader:
         boxes[:n] = rec.boxes
         labels = np.zeros([item.n_max, k], np.float32)
         labels[:n] = rec.labels
-        real = np.arange(item.n_max) < n
+        box_mask = np.arange(item.n_max) < n
         if rec.source.video_path:
             paths = np.full([t], b"")
         else:
             paths = np.asarray([p.encode() for p in frame_index.frame_paths(rec.source.frames_dir, indices)])
         return {"paths": paths, "video_path": np.bytes_(rec.source.video_path.encode()),
                 "frame_idx": indices, "resize_hw": np.asarray(item.resize_hw, np.int32),
-                "pad_hw": np.asarray(item.pad_hw, np.int32), "boxes": boxes, "real": real, "labels": labels,
+                "pad_hw": np.asarray(item.pad_hw, np.int32), "boxes": boxes, "box_mask": box_mask, "labels": labels,
                 "key": np.asarray(key, np.int64), "filler": np.bool_(False),
                 "video_id": np.bytes_(rec.video_id.encode()), "timestamp": np.int32(rec.timestamp)}
 
@@ -305,9 +305,9 @@ class _ClipLoader:
             flip = tf.constant(self.flip)
             if self.flip:
                 boxes = transforms.flip_boxes(boxes)
-        mask = tf.logical_and(keep, ex["real"])
-        boxes = tf.where(mask[:, None], boxes, 0.0)
-        labels = tf.where(mask[:, None], ex["labels"], 0.0)
+        box_mask = tf.logical_and(keep, ex["box_mask"])
+        boxes = tf.where(box_mask[:, None], boxes, 0.0)
+        labels = tf.where(box_mask[:, None], ex["labels"], 0.0)
 
         def real_clip():
             clip = transforms.resize_clip(self._decode(ex), ex["resize_hw"])  # uint8: a cheap flip
@@ -320,10 +320,10 @@ class _ClipLoader:
 
         clips = tf.cond(ex["filler"], filler_clip, real_clip)
         out = {"clips": tf.ensure_shape(clips, [self.num_frames, None, None, 3]), "boxes": boxes,
-               "box_mask": mask, "valid_hw": ex["resize_hw"], "labels": labels}
+               "box_mask": box_mask, "valid_hw": ex["resize_hw"], "labels": labels}
         if not self.train:
             out.update(video_id=ex["video_id"], timestamp=ex["timestamp"],
-                       orig_boxes=tf.where(ex["real"][:, None], ex["boxes"], 0.0),
+                       orig_boxes=tf.where(ex["box_mask"][:, None], ex["boxes"], 0.0),
                        clip_mask=tf.logical_not(ex["filler"]))
         return out
 
@@ -337,7 +337,7 @@ class _ClipLoader:
         return ds.with_options(options).prefetch(int(self.config.prefetch))
 
 
-def _diagnose(items: Sequence[_Item], data_config: ml_collections.ConfigDict, error: Exception) -> Exception:
+def _diagnose(items: Sequence[KeyframePlan], data_config: ml_collections.ConfigDict, error: Exception) -> Exception:
     """Turns a tf error of a batch into one naming the frame file or video at fault (re-read in order)."""
     for item in items:
         src = item.record.source
@@ -479,7 +479,7 @@ def _checked(ds: tf.data.Dataset, items_of_step, data_config, start_step: int) -
 class EvalBatches:
     """Iterator over one eval view's batches (fixed size, filler clips with clip_mask False); len(): count."""
 
-    def __init__(self, plan: list[list[_Item | None]], fillers: list[tuple[Size, int]], loader: _ClipLoader,
+    def __init__(self, plan: list[list[KeyframePlan | None]], fillers: list[tuple[Size, int]], loader: _ClipLoader,
                  host_slice: slice, data_config: ml_collections.ConfigDict):
         self._plan = plan
         host_plan = [batch[host_slice] for batch in plan]
@@ -519,15 +519,15 @@ def eval_batches(records: Sequence[KeyframeRecord], data_config: ml_collections.
     records = list(records)
     num_classes = int(records[0].labels.shape[1]) if records else 0
     items = _plan_items(records, data_config, int(scale), num_classes)
-    groups: dict[tuple[Size, int], list[_Item]] = collections.defaultdict(list)
+    groups: dict[tuple[Size, int], list[KeyframePlan]] = collections.defaultdict(list)
     for item in items:
         groups[item.bucket].append(item)
-    plan: list[list[_Item | None]] = []
+    plan: list[list[KeyframePlan | None]] = []
     fillers: list[tuple[Size, int]] = []
     for bucket in sorted(groups, key=lambda b: (b[0][0] * b[0][1], b)):
         members = groups[bucket]
         for lo in range(0, len(members), batch_size):
-            batch: list[_Item | None] = list(members[lo:lo + batch_size])
+            batch: list[KeyframePlan | None] = list(members[lo:lo + batch_size])
             plan.append(batch + [None] * (batch_size - len(batch)))
             fillers.append(bucket)
     loader = _ClipLoader(data_config, num_classes, train=False, flip=flip)

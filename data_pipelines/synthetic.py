@@ -28,12 +28,10 @@ by default) so that 2-3 actors and the marker fit at these gaps.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 import ml_collections
@@ -386,23 +384,3 @@ def _check_existing(root: str, synth_config: ml_collections.ConfigDict) -> None:
     if found != wanted:
         raise ValueError(f"{path}: the dataset was written with {found}, the config asks for {wanted}; "
                          f"remove {root} to regenerate it")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI: python -m data_pipelines.synthetic --out DIR [--seed N ...] (defaults from configs/default.py)."""
-    from configs.default import get_synthetic_config  # noqa: PLC0415 (the CLI's defaults, not a library need)
-
-    synth = get_synthetic_config()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="dataset root to create")
-    for key, value in _config_dict(synth).items():
-        parser.add_argument(f"--{key}", type=type(value), default=value)
-    args = parser.parse_args(argv)
-    for key in _config_dict(synth):
-        synth[key] = getattr(args, key)
-    ensure_synthetic_dataset(args.out, synth)
-    print(f"synthetic dataset at {os.path.abspath(args.out)}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()

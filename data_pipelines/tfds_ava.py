@@ -23,12 +23,19 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from configs import default
+from data_pipelines import synthetic
 from data_pipelines.ava_files import load_keyframe_records
 from data_pipelines.records import FrameSource, KeyframeRecord
 
+# The config.data fields that decide the index; a builder config gives every one of them.
+_INDEX_FIELDS = ("dataset", "frames_dir", "label_map", "train_csv", "val_csv", "exclusions",
+                 "train_proposals", "val_proposals", "train_proposal_threshold", "val_proposal_threshold",
+                 "kinetics_videos_dir", "kinetics_train_csv", "kinetics_val_csv", "kinetics_val_proposals",
+                 "kinetics_val_proposal_threshold", "fps", "start_second")
+_NO_KINETICS = {"kinetics_videos_dir": "", "kinetics_train_csv": "", "kinetics_val_csv": "",
+                "kinetics_val_proposals": "", "kinetics_val_proposal_threshold": 0.65}
 # Official file names (AVA v2.2 / AVA-Kinetics v1.0 downloads; LFB's detections) for the "ava" configs.
-_AVA_FILES = {
+_AVA_FILES = {**_NO_KINETICS,
     "dataset": "ava",
     "frames_dir": "frames",
     "label_map": "ava_action_list_v2.2_for_activitynet_2019.pbtxt",
@@ -48,30 +55,31 @@ _KINETICS_FILES = {
     "kinetics_train_csv": "kinetics_train_v1.0.csv",
     "kinetics_val_csv": "kinetics_val_v1.0.csv",
 }
-_INDEX_FIELDS = ("dataset", "frames_dir", "label_map", "train_csv", "val_csv", "exclusions",
-                 "train_proposals", "val_proposals", "train_proposal_threshold", "val_proposal_threshold",
-                 "kinetics_videos_dir", "kinetics_train_csv", "kinetics_val_csv", "kinetics_val_proposals",
-                 "kinetics_val_proposal_threshold", "fps", "start_second")
+# The files data_pipelines/synthetic.py writes.
+_SYNTHETIC_FILES = {**_AVA_FILES, "dataset": "synthetic", "label_map": synthetic.LABEL_MAP_FILE,
+                    "train_csv": synthetic.TRAIN_CSV, "val_csv": synthetic.VAL_CSV,
+                    "exclusions": synthetic.EXCLUSIONS_CSV, "val_proposals": synthetic.VAL_PROPOSALS_CSV,
+                    "fps": synthetic.FPS, "start_second": synthetic.START_SECOND}
 
 
 @dataclasses.dataclass
 class AvaKeyframesConfig(tfds.core.BuilderConfig):
-    """Which files make the index: `data` overrides `get_config().data` of configs/default.py (its `root`
-    is ignored: the files are read from `manual_dir`); `num_classes`: the label map's size (label shape)."""
+    """Which files make the index: `data` holds every index field of a run's config.data (its `root` is not one:
+    the files are read from `manual_dir`); `num_classes`: the label map's size (label shape)."""
     data: dict = dataclasses.field(default_factory=dict)
     num_classes: int = 60
 
 
 def data_config_for(config: AvaKeyframesConfig, root: str) -> ml_collections.ConfigDict:
-    """`get_config().data` of configs/default.py with the builder config's overrides and `root`."""
-    data = default.get_config().data
-    unknown = sorted(set(config.data) - set(data.keys()))
+    """The config.data that `load_keyframe_records` reads: the builder config's index fields and `root`."""
+    unknown = sorted(set(config.data) - set(_INDEX_FIELDS))
     if unknown:
         raise KeyError(f"builder config {config.name!r}: unknown data field(s) {unknown}; "
-                       f"config.data has {sorted(data.keys())}")
-    data.update(config.data)
-    data.root = root
-    return data
+                       f"the index fields are {list(_INDEX_FIELDS)}")
+    missing = [k for k in _INDEX_FIELDS if k not in config.data]
+    if missing:
+        raise KeyError(f"builder config {config.name!r}: missing data field(s) {missing}")
+    return ml_collections.ConfigDict({**config.data, "root": root})
 
 
 def config_from_data(name: str, data_config: ml_collections.ConfigDict, num_classes: int,
@@ -95,15 +103,14 @@ class AvaKeyframes(tfds.core.GeneratorBasedBuilder):
       frames/<video_id>/image_%06d.jpg;
     AVA-Kinetics adds kinetics_train_v1.0.csv, kinetics_val_v1.0.csv and
     kinetics_clips/<youtube_id>_<start:06d>_<end:06d>.mp4.
-    The synthetic dataset: the folder `python -m data_pipelines.synthetic` writes.
+    The synthetic dataset: the folder `python tools/make_synthetic_data.py` writes.
     """
     BUILDER_CONFIGS = [
         AvaKeyframesConfig(name="ava", data=_AVA_FILES, num_classes=60,
                            description="AVA v2.2, 60 classes; val on LFB detections >= 0.85."),
         AvaKeyframesConfig(name="ava_kinetics", data={**_AVA_FILES, **_KINETICS_FILES}, num_classes=60,
                            description="AVA-Kinetics v1.0: AVA v2.2 plus one keyframe per Kinetics clip."),
-        AvaKeyframesConfig(name="synthetic", data={"dataset": "synthetic"},
-                           num_classes=default.get_config().model.num_classes,
+        AvaKeyframesConfig(name="synthetic", data=_SYNTHETIC_FILES, num_classes=synthetic.NUM_CLASSES,
                            description="The generated AVA-format dataset of data_pipelines/synthetic.py."),
     ]
 

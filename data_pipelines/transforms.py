@@ -4,7 +4,7 @@ Resizing is PIL's BILINEAR on the uint8 frames, the reference's `Scale` itself (
 releases the GIL while it resamples): with TF's INTEGER_ACCURATE JPEG decode the pixels are the reference's
 exactly, and on 2 cores it is faster than TF's antialiased resize (which differs by up to 1 level).
 Boxes are normalised x1, y1, x2, y2. Every transform keeps them normalised to the clip's unpadded frame
-(design.md's one rule for box frames), so padding never touches boxes and resizing never changes them.
+(docs/design.md, the box-frame rule), so padding never touches boxes and resizing never changes them.
 The box law is the reference's (models/necks/utils.py): `bbox_jitter` with one copy, then
 `get_bbox_after_aug` with `aug_threshold` 0 (clamp to the image, drop a box with nothing left, flip).
 """

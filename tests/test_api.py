@@ -9,32 +9,38 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from acar_jax import api, checkpoints, optim, train_step
+from acar_jax import api, parallel
+from acar_jax.batch import TRAIN_KEYS
+from acar_jax.models.predictions import predict_scores
+from acar_jax.training import checkpoints, optim, train_step
 from configs import default
-from tests import train_step_helpers as h
+from tests.helpers import tiny_models as h
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def create_stand_in(config, *, seed=None):
+    seed = int(config.seed) if seed is None else seed
+    return h.TinyDetector(rngs=nnx.Rngs(params=seed, dropout=seed + 1), num_classes=int(config.model.num_classes))
+
+
 @pytest.fixture
-def stand_in(monkeypatch):
-    def create(config, *, seed=None):
-        seed = int(config.seed) if seed is None else seed
-        return h.TinyDetector(rngs=nnx.Rngs(params=seed, dropout=seed + 1), num_classes=int(config.model.num_classes))
-    monkeypatch.setattr(api, "create_model", create)
+def stand_in():
+    """The model factory load_model builds with in these tests."""
+    return create_stand_in
 
 
 def _trained_run(tmp_path, config) -> tuple[str, train_step.TrainState]:
     """A workdir with the checkpoint of 2 SGD steps of the stand-in detector."""
-    tx = optim.update_direction(config.train.optimizer)
-    graphdef, rest, state = train_step.create_train_state(api.create_model(config, seed=7), tx)
-    mesh = train_step.make_mesh()
-    state, rest = train_step.replicate(state, mesh), train_step.replicate(rest, mesh)
+    tx = optim.gradient_transformation(config.train.optimizer)
+    graphdef, rng_state, state = train_step.create_train_state(create_stand_in(config, seed=7), tx)
+    mesh = parallel.make_mesh()
+    state, rng_state = parallel.replicate(state, mesh), parallel.replicate(rng_state, mesh)
     step = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=h.roi_bce)
     for s in range(2):
         batch = h.make_batch(s, 2, 4, [2, 3])
         batch["labels"] = np.zeros((2, 4, config.model.num_classes), np.float32)
-        state, _ = step(state, rest, train_step.shard_batch(batch, mesh), np.float32(0.1))
+        state, _ = step(state, rng_state, parallel.shard_batch(batch, mesh, TRAIN_KEYS), np.float32(0.1))
     ckpt = checkpoints.Checkpointer(str(tmp_path), every_steps=1, max_to_keep=1)
     ckpt.save(state, force=True)
     ckpt.close()
@@ -44,7 +50,7 @@ def _trained_run(tmp_path, config) -> tuple[str, train_step.TrainState]:
 def test_logits_are_the_checkpoint_models_forward(tmp_path, stand_in):
     config = default.get_config()
     workdir, state = _trained_run(tmp_path, config)
-    model = api.load_model(config, workdir)
+    model = api.load_model(config, workdir, create=stand_in)
     batch = h.make_batch(5, 3, 4, [1, 4, 0])
     inputs = [batch[k] for k in ("clips", "boxes", "box_mask", "valid_hw")]
     want = h.TinyDetector(rngs=nnx.Rngs(params=0, dropout=1), num_classes=9)
@@ -52,25 +58,25 @@ def test_logits_are_the_checkpoint_models_forward(tmp_path, stand_in):
     np.testing.assert_allclose(np.asarray(model.logits(*inputs)), np.asarray(want(*inputs, train=False)),
                                rtol=1e-6, atol=1e-6)
     # the same through a config file path and the checkpoints dir itself
-    again = api.load_model(os.path.join(REPO, "configs", "default.py"), os.path.join(workdir, "checkpoints"))
+    again = api.load_model(os.path.join(REPO, "configs", "default.py"), os.path.join(workdir, "checkpoints"),
+                           create=stand_in)
     np.testing.assert_array_equal(np.asarray(again.logits(*inputs)), np.asarray(model.logits(*inputs)))
 
 
 def test_predict_is_the_prediction_function_of_the_logits(tmp_path, stand_in):
-    losses = pytest.importorskip("acar_jax.losses")
     config = default.get_config()
     workdir, _ = _trained_run(tmp_path, config)
-    model = api.load_model(config, workdir)
+    model = api.load_model(config, workdir, create=stand_in)
     batch = h.make_batch(5, 2, 4, [1, 4])
     inputs = [batch[k] for k in ("clips", "boxes", "box_mask", "valid_hw")]
-    want = losses.predict_scores(model.logits(*inputs), pose_softmax=True, num_pose_classes=3)
+    want = predict_scores(model.logits(*inputs), pose_softmax=True, num_pose_classes=3)
     np.testing.assert_allclose(np.asarray(model.predict(*inputs)), np.asarray(want), rtol=1e-6)
 
 
 def test_bad_inputs_are_named(tmp_path, stand_in):
     config = default.get_config()
     workdir, _ = _trained_run(tmp_path, config)
-    model = api.load_model(config, workdir)
+    model = api.load_model(config, workdir, create=stand_in)
     b = h.make_batch(0, 2, 4, [1, 2])
     with pytest.raises(ValueError, match="boxes: expected shape"):
         model.logits(b["clips"], b["boxes"][..., :3], b["box_mask"], b["valid_hw"])
@@ -87,8 +93,8 @@ def test_other_model_shape_and_missing_files_are_refused(tmp_path, stand_in):
     other.model.num_classes = 12
     with pytest.raises(ValueError, match=r"head/fc/bias has shape \(9,\) in the checkpoint but the model "
                                          r"expects \(12,\)"):
-        api.load_model(other, workdir)
+        api.load_model(other, workdir, create=stand_in)
     with pytest.raises(FileNotFoundError, match="no_such_config.py does not exist"):
-        api.load_model("configs/no_such_config.py", workdir)
+        api.load_model("configs/no_such_config.py", workdir, create=stand_in)
     with pytest.raises(FileNotFoundError, match="is not a directory"):
-        api.load_model(config, str(tmp_path / "nowhere"))
+        api.load_model(config, str(tmp_path / "nowhere"), create=stand_in)

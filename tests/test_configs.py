@@ -91,7 +91,7 @@ R50_ACAR = {  # reference configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml
     "checkpoint.init_from": "pretrained/SLOWFAST_R50_K400", "checkpoint.init_scope": "backbone",
 }
 R50_LINEAR = {**R50_ACAR, "model.head.type": "linear"}  # reference SLOWFAST_R50_baseline.yaml
-R101_ACAR = {  # reference SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml + slowfast.py defaults (design.md's table)
+R101_ACAR = {  # reference SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml + slowfast.py defaults (docs/reference_configs.md)
     **R50_ACAR,
     "model.backbone.layers": (3, 4, 23, 3), "model.backbone.fuse_only_conv": True,
     "model.backbone.fuse_kernel_size": 5, "model.backbone.slow_full_span": False,

@@ -6,13 +6,7 @@ import glob
 import os
 import re
 
-import pytest
-
-from tests import run_helpers
-
-# Skipped only in a tree without the detector / loss modules (they landed in parallel with this test).
-pytest.importorskip("acar_jax.losses")
-pytest.importorskip("acar_jax.models.detector")
+from tests.helpers import runs as run_helpers
 
 
 def _metric(stdout: str, name: str) -> float:

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from acar_jax import api, checkpoints, train, train_step
+from acar_jax import experiment
+from acar_jax.training import checkpoints, train_step
 from configs import default
-from tests import train_step_helpers as h
+from tests.helpers import tiny_models as h
 
 
-def test_exploding_run_stops_at_the_first_non_finite_step(tmp_path, monkeypatch):
-    monkeypatch.setattr(api, "create_model", lambda config, seed=None: h.TinyDetector(
-        rngs=nnx.Rngs(params=0, dropout=1), num_classes=int(config.model.num_classes)))
-    monkeypatch.setattr(train, "roi_loss_fn", lambda config: h.roi_bce)
+def test_exploding_run_stops_at_the_first_non_finite_step(tmp_path):
+    hooks = experiment.Hooks(create_model=lambda config: h.TinyDetector(
+        rngs=nnx.Rngs(params=0, dropout=1), num_classes=int(config.model.num_classes)),
+        roi_loss=lambda config: h.roi_bce)
     config = default.get_config()
     config.data.root = str(tmp_path / "data")
     config.synthetic.update(num_train_videos=2, num_val_videos=1, keyframes_per_video=6, height=64, width=80,
@@ -29,7 +30,7 @@ def test_exploding_run_stops_at_the_first_non_finite_step(tmp_path, monkeypatch)
     config.train.schedule.milestone_steps = (100, 200)
     config.train.schedule.warmup_lr = 1e30          # step 0 runs at base_lr, step 1 explodes the weights
     with pytest.raises(train_step.NonFiniteLossError, match=r"step 2: non-finite loss") as err:
-        train.train_and_evaluate(config, str(tmp_path / "run"))
+        experiment.train_and_evaluate(config, str(tmp_path / "run"), hooks=hooks)
     assert "no checkpoint of it is written" in str(err.value)
     ckpt_dir = os.path.join(tmp_path, "run", "checkpoints")
     assert sorted(os.listdir(ckpt_dir)) == ["1", "2"]               # the states after steps 0 and 1 only

@@ -1,8 +1,8 @@
 """Kill -9 after the checkpoint of step 4 exists, re-run the same command: the final parameters, statistics and
 optimiser state are bitwise equal to an uninterrupted run of the same length (CPU, deterministic).
 
-The kill point comes from the loop's fault-injection hook (ACAR_JAX_PAUSE_AFTER_STEP, acar_jax/train.py): the
-run blocks after step 4 and its checkpoint are on disk, so no timing luck is involved.
+The kill point comes from the test entry's pause hook (tests/helpers/loop_entry.py, passed to the loop as its
+after-step hook): the run blocks after step 4 and its checkpoint are on disk, so no timing luck is involved.
 """
 
 import os
@@ -11,8 +11,8 @@ import signal
 import numpy as np
 import pytest
 
-from acar_jax import checkpoints
-from tests import run_helpers
+from acar_jax.training import checkpoints
+from tests.helpers import runs as run_helpers
 
 STEPS = ("--config.train.num_steps=6", "--config.checkpoint.every_steps=2")
 
@@ -35,7 +35,7 @@ def test_kill9_then_rerun_equals_uninterrupted_run(tmp_path, model):
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
     run_helpers.run(run_helpers.command(straight, data_root, *STEPS, model=model))
 
-    cmd = run_helpers.command(killed, data_root, *STEPS, model=model)
+    cmd = run_helpers.command(killed, data_root, *STEPS, model=model, pause_after_step=4)
     proc = run_helpers.start_until_paused(cmd, killed, step=4)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from acar_jax import checkpoints, optim, train_step
-from tests import train_step_helpers as h
+from acar_jax.training import checkpoints, optim, train_step
+from tests.helpers import tiny_models as h
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,7 +24,7 @@ def _run(*args):
 def test_config_override_typo_names_the_field_and_its_siblings():
     code, last = _run("--config.train.optimizer.lr_typo=1")
     assert code == 1
-    assert last.startswith("--config.train.optimizer.lr_typo=1: config.train.optimizer has no field 'lr_typo'")
+    assert last.startswith("--config.train.optimizer.lr_typo: config.train.optimizer has no field 'lr_typo'")
     assert "'momentum', 'name', 'nesterov', 'weight_decay'" in last
 
 
@@ -41,14 +41,14 @@ def test_unknown_config_file_is_named():
 
 def _state(num_classes):
     model = h.TinyDetector(rngs=nnx.Rngs(params=0, dropout=1), num_classes=num_classes)
-    tx = optim.sgd_direction(_opt())
+    tx = optim.gradient_transformation(_opt())
     return train_step.create_train_state(model, tx)[2]
 
 
 def _opt():
     import ml_collections  # noqa: PLC0415
 
-    return ml_collections.ConfigDict(dict(momentum=0.9, nesterov=True, weight_decay=1e-7))
+    return ml_collections.ConfigDict(dict(name="sgd", momentum=0.9, nesterov=True, weight_decay=1e-7))
 
 
 def test_checkpoint_of_another_model_shape_names_the_parameter(tmp_path):

@@ -6,15 +6,16 @@ import signal
 
 import pytest
 
-from acar_jax import checkpoints
-from tests import run_helpers
+from acar_jax.training import checkpoints
+from tests.helpers import runs as run_helpers
 
 
 @pytest.mark.parametrize("model", ["stand-in", pytest.param("detector", marks=pytest.mark.slow)])
 def test_sigterm_saves_the_current_step_and_the_rerun_finishes(tmp_path, model):
     workdir, data_root = str(tmp_path / "run"), str(tmp_path / "data")
     cmd = run_helpers.command(workdir, data_root, "--config.train.num_steps=5",
-                              "--config.checkpoint.every_steps=100", model=model)
+                              "--config.checkpoint.every_steps=100", model=model,
+                              pause_after_step=3)
     proc = run_helpers.start_until_paused(cmd, workdir, step=3)
     assert not os.path.exists(os.path.join(workdir, "checkpoints", "3"))   # no periodic save at step 3
     proc.send_signal(signal.SIGTERM)

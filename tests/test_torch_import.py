@@ -14,16 +14,14 @@ import pickle
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-
+import torch  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from acar_jax import torch_import as ti  # noqa: E402
 from acar_jax.models.slowfast import SlowFast  # noqa: E402
 from configs.default import get_config  # noqa: E402
-from tests.parity import torch_reference_names as names  # noqa: E402
-from tests.parity import torch_slowfast as sf_oracle  # noqa: E402
+from tests.helpers import torch_reference_names as names  # noqa: E402
+from tests.helpers import torch_slowfast as sf_oracle  # noqa: E402
 
 ATOL = 1e-4
 
@@ -302,12 +300,14 @@ class TorchPooledFcHead(torch.nn.Module):
         return self.fc(torch.cat([slow.mean(dim=(2, 3, 4)), fast.mean(dim=(2, 3, 4))], dim=1))
 
 
-@pytest.fixture
-def stand_in(monkeypatch):
-    from acar_jax import api
+def create_stand_in(config, seed=None):
+    return StandInDetector(config.model, nnx.Rngs(params=int(config.seed) if seed is None else seed))
 
-    monkeypatch.setattr(api, "create_model", lambda config, seed=None: StandInDetector(
-        config.model, nnx.Rngs(params=int(config.seed) if seed is None else seed)))
+
+@pytest.fixture
+def stand_in():
+    """The model factory the converter and api.load_model use in these tests."""
+    return create_stand_in
 
 
 def model_inputs(cfg, seed: int = 3):
@@ -337,28 +337,30 @@ def torch_stand_in_logits(backbone, head, clips) -> np.ndarray:
 def test_convert_then_load_model_gives_oracle_logits(tmp_path, stand_in, form):
     """A model-zoo (flat) and a training (`state_dict`) checkpoint convert; api.load_model's logits equal the
     torch model's (1e-4); the same directory restores as run.py --mode=eval does (Checkpointer.restore)."""
-    from acar_jax import api, checkpoints, optim, train_step
-    from tools import convert_torch_checkpoint as conv
+    from acar_jax import api  # noqa: PLC0415
+    from acar_jax.training import checkpoints, optim, train_step  # noqa: PLC0415
+    from tools import convert_torch_checkpoint as conv  # noqa: PLC0415
 
     cfg = get_config()
     backbone, head = torch_stand_in(cfg)
     ddp = names.ddp_model(backbone, head)
     obj = ddp.state_dict() if form == "model_zoo" else names.training_checkpoint(ddp)
     torch.save(obj, str(tmp_path / "ckpt.pth.tar"))
-    report = conv.convert(str(tmp_path / "ckpt.pth.tar"), cfg, str(tmp_path / "out"))
+    report = conv.convert(str(tmp_path / "ckpt.pth.tar"), cfg, str(tmp_path / "out"), create=stand_in)
     assert report.container == ("flat" if form == "model_zoo" else "state_dict")
     assert report.loaded["module.head.module.fc.weight"] == "head/fc/kernel"
     assert not report.unused and not report.missing
 
     clips, boxes, box_mask, valid_hw = model_inputs(cfg)
     ref = torch_stand_in_logits(backbone, head, clips)
-    logits = np.asarray(api.load_model(cfg, str(tmp_path / "out")).logits(clips, boxes, box_mask, valid_hw))
+    model = api.load_model(cfg, str(tmp_path / "out"), create=stand_in)
+    logits = np.asarray(model.logits(clips, boxes, box_mask, valid_hw))
     err = float(np.max(np.abs(logits - ref[:, None])))
     print(f"{form}: logits max abs err {err:.2e} (max |logit| {np.max(np.abs(ref)):.2f})")
     assert err < ATOL
 
-    tx = optim.update_direction(cfg.train.optimizer)
-    _, _, state = train_step.create_train_state(api.create_model(cfg, seed=5), tx)
+    tx = optim.gradient_transformation(cfg.train.optimizer)
+    _, _, state = train_step.create_train_state(stand_in(cfg, seed=5), tx)
     ckpt = checkpoints.Checkpointer(str(tmp_path / "out"), every_steps=1, max_to_keep=1)
     restored = ckpt.restore(state)
     ckpt.close()
@@ -370,26 +372,27 @@ def test_convert_pyslowfast_backbone_for_fine_tuning(tmp_path, stand_in, capsys)
     """A PySlowFast Kinetics checkpoint: needs --allow_missing=head --allow_unused=classifier (report lists the
     classifier keys and the kept head arrays); init_from scope backbone takes exactly the oracle's backbone, and
     its features equal the oracle's."""
-    from acar_jax import api, checkpoints, optim, train_step
-    from tools import convert_torch_checkpoint as conv
+    from acar_jax.training import checkpoints, optim, train_step  # noqa: PLC0415
+    from tools import convert_torch_checkpoint as conv  # noqa: PLC0415
 
     cfg = get_config()
     backbone = torch_backbone(cfg.model.backbone)
     path = str(tmp_path / "SLOWFAST_8x8_R50.pyth")
     torch.save(names.pyslowfast_checkpoint(backbone), path)
     with pytest.raises(ti.CheckpointImportError, match=r"missing key for head/fc/kernel.*--allow_missing=head"):
-        conv.convert(path, cfg, str(tmp_path / "refused"), allow_unused=["classifier"])
-    report = conv.convert(path, cfg, str(tmp_path / "out"), allow_missing=["head"], allow_unused=["classifier"])
+        conv.convert(path, cfg, str(tmp_path / "refused"), allow_unused=["classifier"], create=stand_in)
+    report = conv.convert(path, cfg, str(tmp_path / "out"), allow_missing=["head"], allow_unused=["classifier"],
+                          create=stand_in)
     assert report.scheme == "pyslowfast"
     assert sorted(report.unused["classifier"]) == ["head.projection.bias", "head.projection.weight"]
     assert report.missing == {"head": ["head/fc/kernel"]}
 
-    tx = optim.update_direction(cfg.train.optimizer)
-    _, _, fresh = train_step.create_train_state(api.create_model(cfg, seed=9), tx)
+    tx = optim.gradient_transformation(cfg.train.optimizer)
+    _, _, fresh = train_step.create_train_state(stand_in(cfg, seed=9), tx)
     state = checkpoints.init_from(fresh, str(tmp_path / "out"), scope="backbone")
     np.testing.assert_array_equal(np.asarray(state.params["head"]["fc"]["kernel"][...]),
                                   np.asarray(fresh.params["head"]["fc"]["kernel"][...]))
-    model = api.create_model(cfg, seed=9)
+    model = stand_in(cfg, seed=9)
     nnx.update(model, state.params, state.batch_stats)
     assert_features_equal(backbone, model, cfg.model.backbone)
 
@@ -503,25 +506,23 @@ def test_layout_rules(torch_shape, target_shape, expected):
 
 
 _CLI_WITH_STAND_IN = """
+import functools
 import sys
-from flax import nnx
-from acar_jax import api
-from tests.test_torch_import import StandInDetector
+from tests.test_torch_import import create_stand_in
 from tools import convert_torch_checkpoint as tool
-api.create_model = lambda config, seed=None: StandInDetector(config.model, nnx.Rngs(int(config.seed)))
 sys.argv = ["convert_torch_checkpoint.py"] + sys.argv[1:]
-tool.app.run(tool.main)
+tool.app.run(functools.partial(tool.main, create=create_stand_in))
 """
 
 
 def test_cli_converts_a_kinetics_backbone(tmp_path):
-    """The flags end to end (the stand-in detector is patched in before main): a PySlowFast file with
+    """The flags end to end (main is given the stand-in detector's factory): a PySlowFast file with
     --allow_missing=head --allow_unused=classifier and a config override writes DIR/checkpoints/0, prints the
     report with the classifier keys and the fine-tuning command."""
     import subprocess
     import sys
 
-    from acar_jax import checkpoints
+    from acar_jax.training import checkpoints
 
     cfg = get_config()
     path = tmp_path / "k400.pyth"
@@ -543,7 +544,7 @@ def test_cli_converts_a_kinetics_backbone(tmp_path):
 # ------------------------------------------------------------------- full round trip with the real detector
 
 def torch_detector(model_config, seed: int = 0):
-    from tests.parity import torch_heads
+    from tests.helpers import torch_heads
 
     backbone = torch_backbone(model_config.backbone, seed)
     head = torch_heads.randomize_(torch_heads.from_model_config(
@@ -554,8 +555,8 @@ def torch_detector(model_config, seed: int = 0):
 def round_trip(tmp_path, config, form: str, num_frames: int) -> float:
     """Oracle (reference names) -> torch.save (zoo or training form) -> converter -> api.load_model logits."""
     from acar_jax import api
-    from tests.parity import torch_heads
-    from tests.parity.test_full_model import make_inputs
+    from tests.helpers import torch_heads
+    from tests.models.test_detector import make_inputs
     from tools import convert_torch_checkpoint as conv
 
     backbone, head = torch_detector(config.model)

@@ -44,24 +44,28 @@ _TRUST_PICKLE = flags.DEFINE_bool("trust_pickle", False, "allow arbitrary unpick
 
 def convert(input_path: str, config, output: str, *, allow_missing: Sequence[str] = (),
             allow_unused: Sequence[str] = (), scheme: str | None = None,
-            trust_pickle: bool = False) -> torch_import.ImportReport:
-    """Reads `input_path`, imports it strictly into the model of `config` and writes `output`; the report."""
+            trust_pickle: bool = False, create=None) -> torch_import.ImportReport:
+    """Reads `input_path`, imports it strictly into the model of `config` and writes `output`; the report.
+    `create(config)` builds the target module (default: the detector of config.model)."""
     from flax import nnx  # noqa: PLC0415 (flags are parsed before jax loads)
 
-    from acar_jax import api, checkpoints, optim, train_step  # noqa: PLC0415
+    from acar_jax.config_files import load_config  # noqa: PLC0415
+    from acar_jax.models.detector import create_model  # noqa: PLC0415
+    from acar_jax.training import checkpoints, optim, train_step  # noqa: PLC0415
 
-    config = api.load_config(config)
+    config = load_config(config)
     directory = os.path.join(os.path.abspath(output), checkpoints.CHECKPOINT_SUBDIR)
     if os.path.isdir(directory) and os.listdir(directory):
         raise FileExistsError(f"--output: {directory} already holds checkpoints; choose a new directory")
     source, container = torch_import.load_torch_file(input_path, trust_pickle=trust_pickle)
     # Abstract unless something may stay missing: then the kept arrays need their real initial values.
-    build = lambda: api.create_model(config)
+    build = lambda: (create or create_model)(config)
     model = build() if allow_missing else nnx.eval_shape(build)
     report = torch_import.import_into(model, source, scheme=None if scheme in (None, "auto") else scheme,
                                       allow_missing=allow_missing, allow_unused=allow_unused, container=container,
                                       source_name=input_path)
-    _, _, state = train_step.create_train_state(model, optim.update_direction(config.train.optimizer))
+    # A full step-0 TrainState (with the config's optimiser state), so --mode=eval and resume read it as a run's.
+    _, _, state = train_step.create_train_state(model, optim.gradient_transformation(config.train.optimizer))
     ckpt = checkpoints.Checkpointer(output, every_steps=1, max_to_keep=1)
     try:
         if not ckpt.save(state, force=True):
@@ -71,7 +75,7 @@ def convert(input_path: str, config, output: str, *, allow_missing: Sequence[str
     return report
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], create=None) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO; the report is the output
@@ -83,7 +87,8 @@ def main(argv: list[str]) -> None:
                              "configs/ava_slowfast_r50_acar.py)")
     try:
         report = convert(_INPUT.value, _CONFIG.value, _OUTPUT.value, allow_missing=_ALLOW_MISSING.value,
-                         allow_unused=_ALLOW_UNUSED.value, scheme=_SCHEME.value, trust_pickle=_TRUST_PICKLE.value)
+                         allow_unused=_ALLOW_UNUSED.value, scheme=_SCHEME.value, trust_pickle=_TRUST_PICKLE.value,
+                         create=create)
     except (torch_import.CheckpointImportError, FileExistsError, FileNotFoundError, ValueError) as e:
         sys.exit(f"convert_torch_checkpoint: {e}")
     print(report.format())

@@ -25,6 +25,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # sweep and config files import `configs.*`
     sys.path.insert(0, str(ROOT))
 
+from acar_jax import config_files  # noqa: E402
+
 _SWEEP = flags.DEFINE_string("sweep", None, "Python file whose get_sweep() returns a list of override dicts.")
 _BASE_CONFIG = flags.DEFINE_string("base_config", "configs/default.py", "config file every run starts from.")
 _WORKDIR_ROOT = flags.DEFINE_string("workdir_root", None, "each run writes to a subdirectory of this.")
@@ -63,13 +65,11 @@ def load_sweep(path: str | pathlib.Path) -> list[dict[str, object]]:
 def check_overrides(points: Sequence[Mapping[str, object]], base_config: str | pathlib.Path,
                     sweep_path: str | pathlib.Path) -> None:
     """Every swept path must be a field of the base config: a typo fails here, before any run starts."""
-    config = load_module(base_config, "config").get_config()
-    for key in sorted({k for p in points for k in p}):
-        node = config
-        for part in key.split("."):
-            if not hasattr(node, "keys") or part not in node:
-                raise KeyError(f"sweep file {sweep_path}: '{key}' is not a field of {base_config}")
-            node = node[part]
+    keys = sorted({k for p in points for k in p})
+    try:
+        config_files.check_override_keys(config_files.load_config(base_config), keys, source=str(base_config))
+    except config_files.ConfigKeyError as e:
+        raise config_files.ConfigKeyError(f"sweep file {sweep_path}: {e}") from None
 
 
 def format_value(value: object) -> str:

@@ -6,6 +6,8 @@ without the wrappers, so PyTorch checkpoints import by name (acar_jax.torch_impo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -40,7 +42,18 @@ class ACARDetector(nnx.Module):
         return torch_style_param_count(self)
 
 
-def build_model(config: ml_collections.ConfigDict, seed: int | None = None) -> ACARDetector:
-    """The detector of `config.model` with fresh parameters (seed: config.seed when None)."""
+def create_model(config: ml_collections.ConfigDict, *, seed: int | None = None) -> ACARDetector:
+    """The project's one model factory: the detector of `config.model` with fresh parameters (params stream
+    seeded by `seed`, default config.seed; the dropout stream by seed + 1)."""
     seed = int(config.get("seed", 0)) if seed is None else int(seed)
     return ACARDetector(config.model, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+
+
+def jit_logits(graphdef: nnx.GraphDef) -> Callable:
+    """jit((params, batch_stats, rng_state, clips, boxes, box_mask, valid_hw) -> float32 logits [B, N, K]) in
+    inference mode: the one compiled forward used by evaluation, the API and the loop."""
+    @jax.jit
+    def forward(params, batch_stats, rng_state, clips, boxes, box_mask, valid_hw):
+        model = nnx.merge(graphdef, params, batch_stats, rng_state, copy=True)
+        return model(clips, boxes, box_mask, valid_hw, train=False).astype(jnp.float32)
+    return forward

@@ -24,7 +24,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from acar_jax.batch import boxes_to_feature_rois, effective_feature_hw
+from acar_jax.batch import check_array
+from acar_jax.models.boxes import boxes_to_feature_rois, effective_feature_hw
 from acar_jax.ops import roi_align
 
 
@@ -75,10 +76,10 @@ class MaskedGroupNorm(nnx.Module):
         self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
 
-    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        """x [..., H, W, C], mask [..., H, W] (broadcastable, float 0/1) -> normalised x, float32."""
+    def __call__(self, x: jax.Array, spatial_mask: jax.Array) -> jax.Array:
+        """x [..., H, W, C], spatial_mask [..., H, W] (broadcastable, float 0/1) -> normalised x, float32."""
         x = x.astype(jnp.float32)
-        m = jnp.broadcast_to(mask, x.shape[:-1])[..., None]
+        m = jnp.broadcast_to(spatial_mask, x.shape[:-1])[..., None]
         count = jnp.maximum(jnp.sum(m, axis=(-3, -2, -1), keepdims=True) * x.shape[-1], 1.0)
         mean = jnp.sum(x * m, axis=(-3, -2, -1), keepdims=True) / count
         var = jnp.sum(jnp.square(x - mean) * m, axis=(-3, -2, -1), keepdims=True) / count
@@ -110,23 +111,12 @@ def _time_average(x: jax.Array, name: str) -> jax.Array:
 def check_head_inputs(slow: jax.Array, fast: jax.Array, boxes: jax.Array, box_mask: jax.Array,
                       valid_hw: jax.Array, padded_hw: tuple[int, int]) -> None:
     """Raises ValueError naming the argument on a wrong rank, shape or dtype of a head input."""
-    for name, x in (("slow", slow), ("fast", fast)):
-        if getattr(x, "ndim", 0) != 5 or not jnp.issubdtype(x.dtype, jnp.floating):
-            raise ValueError(f"{name}: expected a float array [B, T, h, w, C], got shape "
-                             f"{tuple(getattr(x, 'shape', ()))} dtype {getattr(x, 'dtype', None)}")
+    check_array(slow, "slow", "[B, T, h, w, C]", (None,) * 5, np.floating)
     b, _, h, w, _ = slow.shape
-    if fast.shape[0] != b or fast.shape[2:4] != (h, w):
-        raise ValueError(f"fast: expected [B={b}, T, h={h}, w={w}, C] like slow, got {tuple(fast.shape)}")
-    if getattr(boxes, "ndim", 0) != 3 or boxes.shape[0] != b or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes: expected shape [B={b}, N, 4], got {tuple(getattr(boxes, 'shape', ()))}")
-    if not jnp.issubdtype(boxes.dtype, jnp.floating):
-        raise ValueError(f"boxes: expected a float dtype for [B, N, 4], got {boxes.dtype}")
-    if tuple(getattr(box_mask, "shape", ())) != boxes.shape[:2] or box_mask.dtype != jnp.bool_:
-        raise ValueError(f"box_mask: expected a bool array [B, N] = {list(boxes.shape[:2])}, got shape "
-                         f"{tuple(getattr(box_mask, 'shape', ()))} dtype {getattr(box_mask, 'dtype', None)}")
-    if tuple(getattr(valid_hw, "shape", ())) != (b, 2) or not jnp.issubdtype(valid_hw.dtype, jnp.integer):
-        raise ValueError(f"valid_hw: expected an integer array [B, 2] = [{b}, 2], got shape "
-                         f"{tuple(getattr(valid_hw, 'shape', ()))} dtype {getattr(valid_hw, 'dtype', None)}")
+    check_array(fast, "fast", "[B, T, h, w, C] like slow", (b, None, h, w, None), np.floating)
+    check_array(boxes, "boxes", "[B, N, 4]", (b, None, 4), np.floating)
+    check_array(box_mask, "box_mask", "[B, N]", tuple(boxes.shape[:2]), np.bool_)
+    check_array(valid_hw, "valid_hw", "[B, 2]", (b, 2), np.integer)
     if len(tuple(padded_hw)) != 2 or min(int(v) for v in padded_hw) < 1:
         raise ValueError(f"padded_hw: expected the clip size (H, W) in pixels, got {padded_hw!r}")
 
@@ -238,11 +228,12 @@ class ACARHead(nnx.Module):
         x = jax.nn.relu(self.conv2(x))                            # valid 3x3: reads the crop only
         eff = eff - 2
         if self.downsample == "max2x2":
-            mask = _spatial_mask(eff, *x.shape[2:4])
-            x = _max_pool_3x3_s2(jnp.where(mask[:, None, :, :, None] > 0, x, -jnp.inf))
+            spatial_mask = _spatial_mask(eff, *x.shape[2:4])
+            x = _max_pool_3x3_s2(jnp.where(spatial_mask[:, None, :, :, None] > 0, x, -jnp.inf))
             eff = (eff - 1) // 2 + 1
-        mask = _spatial_mask(eff, *x.shape[2:4])
-        return jnp.where(mask[:, None, :, :, None] > 0, x, 0.0).astype(x.dtype), mask  # -inf pads: no 0 * inf
+        spatial_mask = _spatial_mask(eff, *x.shape[2:4])
+        x = jnp.where(spatial_mask[:, None, :, :, None] > 0, x, 0.0)   # -inf pads: where, not 0 * inf
+        return x.astype(x.dtype), spatial_mask
 
     def __call__(self, slow: jax.Array, fast: jax.Array, boxes: jax.Array, box_mask: jax.Array,
                  valid_hw: jax.Array, padded_hw: tuple[int, int], *, train: bool = False) -> jax.Array:
@@ -256,10 +247,10 @@ class ACARHead(nnx.Module):
         context = self.conv_reduce(feats)                                          # [B, h, w, R]
         actors = roi_features(context, boxes, valid_hw, padded_hw, self.roi_spatial, self.roi_sampling_ratio)
         eff = effective_feature_hw(valid_hw, padded_hw, (h, w))                    # [B, 2]
-        x, mask = self._first_order(context, actors, eff)
+        x, spatial_mask = self._first_order(context, actors, eff)
         for block in self.hr2o:
-            x = block(x, mask, box_mask, train=train)
-        m = mask[:, None, :, :, None]
+            x = block(x, spatial_mask, box_mask, train=train)
+        m = spatial_mask[:, None, :, :, None]
         gap = jnp.sum(x.astype(jnp.float32) * m, axis=(2, 3)) / jnp.maximum(jnp.sum(m, axis=(2, 3)), 1.0)
         out = jnp.concatenate([jax.nn.relu(self.fc1(actors)).astype(jnp.float32), gap], axis=-1)
         out = self.dp(out, deterministic=not train)

@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from acar_jax.batch import check_array
 from acar_jax.models.layers import Conv3d, FrozenBatchNorm, stem_max_pool
 
 EXPANSION = 4  # bottleneck output channels = planes * EXPANSION
@@ -200,10 +201,7 @@ class SlowFast(nnx.Module):
         return run(blocks, x)
 
     def _check_clips(self, clips: jax.Array) -> None:
-        if clips.ndim != 5 or clips.shape[-1] != 3:
-            raise ValueError(f"clips: expected [B, T, H, W, 3] (NTHWC), got shape {tuple(clips.shape)}")
-        if not jnp.issubdtype(clips.dtype, jnp.floating):
-            raise ValueError(f"clips: expected a floating dtype, got {clips.dtype}")
+        check_array(clips, "clips", "[B, T, H, W, 3] (NTHWC)", (None, None, None, None, 3), np.floating)
         t = clips.shape[1]
         k = self.fuse_kernel_size
         lateral_t = (t + 2 * (k // 2) - k) // self.alpha + 1

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from acar_jax.batch import check_array
+
 Pair = tuple[int, int]
 
 
@@ -40,16 +42,8 @@ def _positive_pair(value: int | Sequence[int], name: str) -> Pair:
 
 def _check_inputs(features: jax.Array, rois: jax.Array) -> None:
     """Rejects wrong ranks, shapes and dtypes at the public boundary."""
-    if features.ndim != 4:
-        raise ValueError(f"features: expected shape [N, H, W, C] (rank 4, channels last), "
-                         f"got shape {tuple(features.shape)}")
-    if not jnp.issubdtype(features.dtype, jnp.floating):
-        raise ValueError(f"features: expected a floating dtype, got {features.dtype}")
-    if rois.ndim != 2 or rois.shape[1] != 5:
-        raise ValueError(f"rois: expected shape [K, 5] (batch index, x1, y1, x2, y2), got shape "
-                         f"{tuple(rois.shape)}")
-    if not jnp.issubdtype(rois.dtype, jnp.floating):
-        raise ValueError(f"rois: expected a floating dtype, got {rois.dtype}")
+    check_array(features, "features", "[N, H, W, C] (channels last)", (None,) * 4, np.floating)
+    check_array(rois, "rois", "[K, 5] (batch index, x1, y1, x2, y2)", (None, 5), np.floating)
     if min(features.shape[1:3]) < 1:
         raise ValueError(f"features: expected H >= 1 and W >= 1, got shape {tuple(features.shape)}")
 

@@ -1,0 +1,218 @@
+"""Inference over the val split: every test view of every keyframe, logits fused per box, the official result
+CSV, its frame-mAP and the per-class report.
+
+The path, top to bottom:
+  keyframe records (data_pipelines.ava_files; GT boxes or detections above the threshold, exclusions dropped)
+  -> one eval_batches stream per test view: short side in `data.eval_scales` x (no flip[, flip])
+  -> logits_fn per batch -> per view, each surviving box's logits and a survival flag
+  -> fusion (views.py): mean of the logits over the views in which the box survives, then the
+     prediction function (acar_jax.models.predictions), as the reference's eval branch does
+  -> result CSV `video_id,timestamp,x1,y1,x2,y2,action_id,score` (result_csv.py), original boxes,
+     one row per (box, class of the label map)
+  -> frame-mAP of that CSV (ava_metric.py, what `python -m acar_jax.ava_eval` prints for it)
+  -> per-class table, bar chart, group mAPs, TensorBoard (report.py).
+
+Box identity: a box is (record r, its row j in the record). Records are loaded in a fixed order, so a box has
+the same global index `offset[r] + j` in every view and on every process.
+
+Multi-host (what we chose and why): every process loads the same records and runs its slice of every global
+batch of every view (eval_batches gives all processes the same number of batches, so a sharded `logits_fn`
+is called collectively). After each view, each process holds dense `[M, K]` logits and `[M]` survival flags
+with zeros for the boxes it did not see; `process_allgather` and a sum over processes merge them (a box of one
+view is seen by exactly one process). No shared filesystem is needed, and the fusion then runs on the merged
+`[V, M, K]` arrays exactly as on one process. Process 0 writes the CSV, scores it and writes the report; the
+metrics are broadcast to every process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+
+from acar_jax.evaluation import ava_metric, report, result_csv, views
+from acar_jax.models.predictions import predict_scores
+from data_pipelines import ava_files, clips, synthetic
+from data_pipelines.records import KeyframeRecord
+
+LogitsFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+class BoxIndex:
+    """Global box ids of a split: box j of record r is `offsets[r] + j`; `lookup` maps batch boxes to them."""
+
+    def __init__(self, records: Sequence[KeyframeRecord]):
+        self.records = list(records)
+        sizes = np.asarray([r.num_boxes for r in self.records], np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self.num_boxes = int(self.offsets[-1])
+        self._row = {(r.video_id, int(r.timestamp)): i for i, r in enumerate(self.records)}
+
+    def lookup(self, batch: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(clip, slot, global id) of every box that survives in this batch (box_mask, real clips only)."""
+        keep = np.asarray(batch["box_mask"], bool) & np.asarray(batch["clip_mask"], bool)[:, None]
+        clip, slot = np.nonzero(keep)
+        ids = np.empty(clip.shape[0], np.int64)
+        for i, (c, j) in enumerate(zip(clip.tolist(), slot.tolist(), strict=True)):
+            key = (str(batch["video_id"][c]), int(batch["timestamp"][c]))
+            r = self._row.get(key)
+            if r is None or j >= self.records[r].num_boxes:
+                raise ValueError(f"eval batch box {j} of keyframe {key} is not in the val records "
+                                 f"(the input pipeline and the records disagree)")
+            ids[i] = self.offsets[r] + j
+        return clip, slot, ids
+
+    def metadata(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """video id [M], timestamp [M], original boxes [M, 4] (float32 as read from the CSV) of every box."""
+        video_id = [r.video_id for r in self.records for _ in range(r.num_boxes)]
+        timestamp = np.repeat([int(r.timestamp) for r in self.records], [r.num_boxes for r in self.records])
+        boxes = np.concatenate([r.boxes for r in self.records]).reshape(-1, 4) if self.records else \
+            np.zeros([0, 4], np.float32)
+        return video_id, timestamp, boxes
+
+
+def run_views(records: Sequence[KeyframeRecord], data_config: ml_collections.ConfigDict, logits_fn: LogitsFn,
+              *, batch_size: int, num_classes: int, process_index: int = 0, process_count: int = 1,
+              merge: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-view logits `[V, M, K]` float32 and survival `[V, M]` bool of every box (zero / False for boxes
+    this process did not see in that view). `merge(logits, survives)` combines one view's arrays across
+    processes (evaluate_split passes the multi-host sum); None keeps this process's own."""
+    index = BoxIndex(records)
+    test_views = views.multiview_test_plan(data_config.eval_scales, bool(data_config.eval_flip))
+    all_logits = np.zeros([len(test_views), index.num_boxes, num_classes], np.float32)
+    all_survives = np.zeros([len(test_views), index.num_boxes], bool)
+    for v, view in enumerate(test_views):
+        batches = clips.eval_batches(records, data_config, batch_size=batch_size, scale=view.short_side,
+                                     flip=view.flip, process_index=process_index, process_count=process_count)
+        logging.info("eval view %d/%d (short side %d, flip %s): %d batches", v + 1, len(test_views),
+                     view.short_side, view.flip, len(batches))
+        logits_v, survives_v = all_logits[v], all_survives[v]
+        for batch in batches:
+            logits = np.asarray(logits_fn(batch["clips"], batch["boxes"], batch["box_mask"],
+                                          batch["valid_hw"]), np.float32)
+            expected = tuple(batch["box_mask"].shape) + (num_classes,)
+            if logits.shape != expected:
+                raise ValueError(f"logits_fn returned shape {logits.shape}, expected [B, N, K] = {expected}")
+            clip, slot, ids = index.lookup(batch)
+            logits_v[ids] = logits[clip, slot]
+            survives_v[ids] = True
+        if merge is not None:
+            all_logits[v], all_survives[v] = merge(logits_v, survives_v)
+    return all_logits, all_survives
+
+
+def _merge_processes(logits: np.ndarray, survives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One view's arrays summed over processes: each box of a view lives on exactly one process."""
+    if jax.process_count() == 1:
+        return logits, survives
+    logits = np.asarray(multihost_utils.process_allgather(logits)).sum(axis=0, dtype=np.float32)
+    counts = np.asarray(multihost_utils.process_allgather(survives.astype(np.int32))).sum(axis=0)
+    if (counts > 1).any():
+        raise RuntimeError(f"{int((counts > 1).sum())} boxes were evaluated by more than one process in "
+                           "one view (the processes' eval plans disagree)")
+    return logits, counts > 0
+
+
+def _broadcast_floats(values: np.ndarray) -> np.ndarray:
+    """Process 0's float64 values on every process (sent as uint32 pairs: device arrays default to 32 bit)."""
+    if jax.process_count() == 1:
+        return values
+    words = multihost_utils.broadcast_one_to_all(np.ascontiguousarray(values, np.float64).view(np.uint32))
+    return np.asarray(words, np.uint32).view(np.float64)
+
+
+def _exact_float32_text(x: np.ndarray) -> np.ndarray:
+    """float64 values whose shortest repr is the float32's (0.077f -> 0.077): the CSV shows what was read."""
+    return np.asarray(np.asarray(x, np.float32).astype(str), np.float64)
+
+
+def groundtruth_rows(data_config: ml_collections.ConfigDict) -> result_csv.AvaRows:
+    """The val GT as the official evaluator reads it; AVA-Kinetics scores AVA and Kinetics keyframes
+    together (one GT, as the challenge's evaluation)."""
+    paths = [ava_files.resolve_path(data_config.root, data_config.val_csv)]
+    if data_config.dataset == "ava_kinetics":
+        paths.append(ava_files.resolve_path(data_config.root, data_config.kinetics_val_csv))
+    parts = [result_csv.read_evaluator_csv(p) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    return result_csv.rows_from_arrays(
+        np.concatenate([p.video_id for p in parts]), np.concatenate([p.timestamp for p in parts]),
+        np.concatenate([p.boxes for p in parts]), np.concatenate([p.action_id for p in parts]),
+        np.concatenate([p.score for p in parts]), path=" + ".join(paths))
+
+
+def write_results(path: str, index: BoxIndex, scores: np.ndarray, seen: np.ndarray,
+                  class_ids: Sequence[int]) -> int:
+    """Writes a row per (seen box, class): boxes in record order, classes in label-map order; returns rows."""
+    video_id, timestamp, boxes = index.metadata()
+    boxes_kept = np.flatnonzero(seen)
+    k = len(class_ids)
+    rows = np.repeat(boxes_kept, k)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    result_csv.write_result_csv(
+        path, [video_id[i] for i in rows.tolist()], timestamp[rows], _exact_float32_text(boxes[rows]),
+        np.tile(np.asarray(class_ids, np.int64), boxes_kept.size),
+        _exact_float32_text(scores[boxes_kept].reshape(-1)), box_decimals=None, score_decimals=None)
+    return int(rows.size)
+
+
+def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workdir: str, *, step: int,
+                   writer=None) -> dict[str, float | str]:
+    """Runs every test view of the val split through `logits_fn`, writes `workdir/eval/results_step<N>.csv`,
+    scores it and writes the report; returns {"mAP", per-group mAPs, "csv": path}.
+
+    logits_fn(clips [B, T, H, W, 3], boxes [B, N, 4], box_mask [B, N], valid_hw [B, 2]) -> logits [B, N, K]
+    for this process's slice of each batch (e.g. api.load_model(...).logits, or a jitted sharded function).
+    """
+    data = config.data
+    label_map = ava_files.read_label_map(ava_files.resolve_path(data.root, data.label_map))
+    num_classes = int(config.model.num_classes)
+    if label_map.num_classes != num_classes:
+        raise ValueError(f"{label_map.path}: {label_map.num_classes} classes, but config.model.num_classes "
+                         f"is {num_classes}")
+    records = ava_files.load_keyframe_records(data, "val")
+    if not records:
+        raise ValueError(f"no val keyframes to evaluate under {data.root} (val_csv / val_proposals empty?)")
+    index = BoxIndex(records)
+    view_logits, survives = run_views(records, data, logits_fn, batch_size=int(config.eval_batch_size),
+                                      num_classes=num_classes, process_index=jax.process_index(),
+                                      process_count=jax.process_count(), merge=_merge_processes)
+    fused, seen = views.fuse_view_logits(view_logits, survives)
+    scores = np.asarray(predict_scores(fused, pose_softmax=bool(config.train.pose_softmax),
+                                       num_pose_classes=int(config.train.num_pose_classes)), np.float32)
+
+    out_dir = os.path.join(workdir, "eval")
+    csv_path = os.path.join(out_dir, f"results_step{step}.csv")
+    groups = class_groups(data.dataset, label_map)
+    names = ["mAP"] + [f"mAP_{g}" for g in groups]
+    values = np.zeros(len(names), np.float64)
+    if jax.process_index() == 0:
+        num_rows = write_results(csv_path, index, scores, seen, label_map.ids)
+        exclusions = ava_files.resolve_path(data.root, data.exclusions) if data.exclusions else None
+        result = ava_metric.evaluate_frame_map(ava_files.resolve_path(data.root, data.label_map),
+                                               groundtruth_rows(data), csv_path, exclusions)
+        group_values = report.group_map(result, groups)
+        report.write_report(result, out_dir, name=f"step{step}", groups=groups)
+        if writer is not None:
+            report.log_report(writer, step, result, groups=groups)
+        values = np.asarray([result.mean_ap] + [group_values[g] for g in groups], np.float64)
+        logging.info("eval step %d: %d of %d boxes scored, %d rows in %s\n%s", step, int(seen.sum()),
+                     index.num_boxes, num_rows, csv_path, report.format_table(result, groups))
+    values = _broadcast_floats(values)
+    metrics: dict[str, float | str] = {name: float(v) for name, v in zip(names, values, strict=True)}
+    metrics["csv"] = csv_path
+    return metrics
+
+
+def class_groups(dataset: str, label_map: ava_files.LabelMap) -> dict[str, tuple[int, ...]]:
+    """Class ids per reported group: AVA's pose / object / person id ranges (report.AVA_GROUPS); the
+    synthetic dataset's pose / actor-only / relational classes."""
+    if dataset == "synthetic":
+        return synthetic.class_groups()
+    return {name: tuple(c for c in label_map.ids if c in ids) for name, ids in report.AVA_GROUPS.items()}

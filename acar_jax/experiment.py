@@ -1,0 +1,256 @@
+"""The experiment loop: `train_and_evaluate(config, workdir)` and `evaluate_checkpoint(config, workdir)`.
+
+  records (data_pipelines.ava_files) -> TrainInput (this host's slice of every global batch, state = step)
+  -> sharded train step (training.train_step) on a 1-D `data` mesh over every device of every host
+  -> metrics (clu writers: TensorBoard + console; a progress bar with ETA and steps/s)
+  -> async checkpoints every `checkpoint.every_steps`, on SIGTERM/SIGINT and at the end (training.checkpoints)
+  -> evaluation every `eval_every_steps` and at the end (evaluation.evaluator).
+Re-running the same command resumes from the latest checkpoint and sees exactly the batches it would have seen.
+This module sits above training and evaluation: it is the only place that joins them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging as pylogging
+import os
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers
+from flax import nnx
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm import tqdm
+
+from acar_jax import parallel
+from acar_jax.batch import TRAIN_KEYS
+from acar_jax.evaluation.evaluator import evaluate_split
+from acar_jax.models.detector import create_model, jit_logits
+from acar_jax.training import checkpoints, losses, optim, schedules, train_step
+from data_pipelines import ava_files, clips, synthetic
+
+ModelFactory = Callable[[ml_collections.ConfigDict], nnx.Module]
+
+
+def config_roi_loss(config: ml_collections.ConfigDict) -> train_step.RoiLossFn:
+    """(logits, labels, box_mask) -> [B, N] per-RoI loss of config.train."""
+    return functools.partial(losses.roi_losses, pose_softmax=bool(config.train.pose_softmax),
+                             num_pose_classes=int(config.train.num_pose_classes))
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+    """What the loop builds and calls. The defaults are the product; tests pass small stand-ins.
+
+    create_model(config) -> module; roi_loss(config) -> per-RoI loss; after_step(step, loop) runs on the host
+    after every step's checkpoint decision (e.g. a test pauses there to kill the process at a known step).
+    """
+    create_model: ModelFactory = create_model
+    roi_loss: Callable[[ml_collections.ConfigDict], train_step.RoiLossFn] = config_roi_loss
+    after_step: Callable[[int, TrainLoop], None] | None = None
+
+
+@dataclasses.dataclass
+class ModelState:
+    """The run setup shared by training, evaluation and the benchmarks: a mesh, the model split into its graph,
+    RNG streams and replicated TrainState, and the optimiser that state was made for."""
+    mesh: Mesh
+    graphdef: nnx.GraphDef
+    rng_state: nnx.State
+    state: train_step.TrainState
+    tx: optax.GradientTransformation
+
+
+def setup_model_state(config: ml_collections.ConfigDict, create: ModelFactory = create_model) -> ModelState:
+    """A fresh model of `config` as a TrainState at step 0, replicated on a mesh over every device."""
+    mesh = parallel.make_mesh()
+    tx = optim.gradient_transformation(config.train.optimizer)
+    graphdef, rng_state, state = train_step.create_train_state(create(config), tx)
+    return ModelState(mesh, graphdef, parallel.replicate(rng_state, mesh), parallel.replicate(state, mesh), tx)
+
+
+def initialize_distributed(coordinator_address: str = "", num_processes: int = 0, process_id: int = -1) -> None:
+    """jax.distributed.initialize() for multi-host runs: from the arguments when given, else from the cluster
+    environment JAX detects (SLURM, TPU pods, ...). A no-op for a single-process run."""
+    if coordinator_address:
+        jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
+    elif any(k in os.environ for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES")):
+        jax.distributed.initialize()
+
+
+def prepare_data(config: ml_collections.ConfigDict) -> None:
+    """Generates the synthetic dataset under data.root when the config asks for it and it is absent."""
+    if config.data.dataset == "synthetic":
+        synthetic.ensure_synthetic_dataset(config.data.root, config.synthetic)
+
+
+def sharded_logits_fn(model: ModelState):
+    """logits_fn(clips, boxes, box_mask, valid_hw) -> this process's [b, N, K] numpy logits (evaluate_split)
+    with the current weights: the batch is split over the mesh when it divides evenly, else run replicated."""
+    forward = jit_logits(model.graphdef)
+    state, mesh = model.state, model.mesh
+
+    def logits_fn(clip_batch, boxes, box_mask, valid_hw):
+        args = (clip_batch, boxes, box_mask, valid_hw)
+        if clip_batch.shape[0] % jax.local_device_count():
+            if jax.process_count() > 1:
+                raise ValueError(f"eval batch slice of {clip_batch.shape[0]} clips does not split over "
+                                 f"{jax.local_device_count()} local devices; change eval_batch_size")
+            return np.asarray(forward(state.params, state.batch_stats, model.rng_state, *args))
+        sharding = NamedSharding(mesh, P(parallel.AXIS))
+        glob = [jax.make_array_from_process_local_data(sharding, np.asarray(a)) for a in args]
+        out = forward(state.params, state.batch_stats, model.rng_state, *glob)
+        return np.asarray(multihost_utils.global_array_to_host_local_array(out, mesh, P(parallel.AXIS)))
+    return logits_fn
+
+
+class _DropOrbaxInfo(pylogging.Filter):
+    """orbax logs every save step at INFO; keep its warnings and errors only."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        return record.levelno >= pylogging.WARNING or "orbax" not in record.pathname
+
+
+def quiet_orbax() -> None:
+    """Drops orbax's per-save INFO lines from the absl log."""
+    handler_logger = pylogging.getLogger("absl")
+    if not any(isinstance(f, _DropOrbaxInfo) for f in handler_logger.filters):
+        handler_logger.addFilter(_DropOrbaxInfo())
+
+
+@dataclasses.dataclass
+class TrainLoop:
+    """Everything one training run's loop works with, built once by train_and_evaluate."""
+    config: ml_collections.ConfigDict
+    workdir: str
+    model: ModelState
+    step_fn: Callable
+    train_input: clips.TrainInput
+    schedule: schedules.Schedule
+    num_steps: int
+    checkpointer: checkpoints.Checkpointer
+    writer: metric_writers.MetricWriter
+    stop: checkpoints.StopRequest
+    hooks: Hooks
+
+    def evaluate_current_weights(self) -> dict:
+        """evaluate_split on the val split with the current weights (it also logs to the writer)."""
+        return evaluate_split(self.config, sharded_logits_fn(self.model), self.workdir,
+                              step=int(self.model.state.step), writer=self.writer)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final_eval: bool = True,
+                       hooks: Hooks = Hooks()) -> dict:
+    """Trains config's model (resuming from workdir/checkpoints when there is one) and evaluates it.
+
+    Returns the last logged train metrics and, when evaluated, the eval metrics ("eval/mAP", ...).
+    """
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    quiet_orbax()
+    prepare_data(config)
+    train_step.check_batch_size(int(config.train.batch_size), jax.device_count(), int(config.train.grad_accum_steps))
+    records = ava_files.load_keyframe_records(config.data, "train")
+    train_input = clips.TrainInput(records, config.data, global_batch_size=int(config.train.batch_size),
+                                   seed=int(config.data.shuffle_seed), process_index=jax.process_index(),
+                                   process_count=jax.process_count(), num_classes=int(config.model.num_classes))
+    num_steps = schedules.total_train_steps(config.train, train_input.steps_per_epoch)
+    model = setup_model_state(config, hooks.create_model)
+    ckpt = checkpoints.Checkpointer(workdir, every_steps=int(config.checkpoint.every_steps),
+                                    max_to_keep=int(config.checkpoint.max_to_keep))
+    if ckpt.latest_step() is not None:
+        model.state = ckpt.restore(model.state)
+        logging.info("resumed from %s at step %d", ckpt.directory, int(model.state.step))
+    elif config.checkpoint.init_from:
+        model.state = checkpoints.init_from(model.state, config.checkpoint.init_from,
+                                            scope=config.checkpoint.init_scope)
+    step_fn = train_step.make_train_step(model.graphdef, model.tx, model.mesh, roi_loss_fn=hooks.roi_loss(config),
+                                         grad_accum_steps=int(config.train.grad_accum_steps), seed=int(config.seed))
+    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+    logging.info("training %d steps (%d per epoch) from step %d on %d devices, %d processes", num_steps,
+                 train_input.steps_per_epoch, int(model.state.step), jax.device_count(), jax.process_count())
+    with checkpoints.StopRequest() as stop:
+        loop = TrainLoop(config, workdir, model, step_fn, train_input,
+                         schedules.create_schedule(config.train, train_input.steps_per_epoch), num_steps, ckpt,
+                         writer, stop, hooks)
+        try:
+            result = _run(loop)
+            ckpt.save(model.state, force=True)    # the final step, or the current one after SIGTERM / SIGINT
+        finally:
+            ckpt.close()                          # waits for async saves (also after a non-finite loss)
+    if stop:
+        logging.warning("signal %d: saved the checkpoint of step %d in %s and stopped", stop.signal,
+                        int(model.state.step), ckpt.directory)
+    elif final_eval:
+        result.update({f"eval/{k}": v for k, v in loop.evaluate_current_weights().items()})
+    writer.flush()
+    return result
+
+
+def _run(loop: TrainLoop) -> dict:
+    """Steps from the state's step to num_steps (or until a signal): metrics, periodic saves and evals."""
+    config, model = loop.config, loop.model
+    start = int(model.state.step)
+    batches = loop.train_input.iterator(start_step=start)
+    window, window_start, result = [], time.perf_counter(), {}
+    bar = tqdm(total=loop.num_steps, initial=start, unit="step", dynamic_ncols=True, disable=jax.process_index() > 0)
+    for step in range(start, loop.num_steps):
+        lr = loop.schedule.lr(step)
+        batch = parallel.shard_batch(next(batches), model.mesh, TRAIN_KEYS)
+        model.state, metrics = loop.step_fn(model.state, model.rng_state, batch, jnp.float32(lr))
+        metrics = jax.device_get(metrics)
+        train_step.check_finite(metrics, step)
+        window.append(metrics)
+        done = step + 1
+        bar.update(1)
+        loop.checkpointer.save(model.state)
+        if loop.hooks.after_step is not None:
+            loop.hooks.after_step(done, loop)
+        if done % int(config.log_every_steps) == 0 or done == loop.num_steps:
+            result = _summary(window, lr, time.perf_counter() - window_start, int(config.train.batch_size))
+            loop.writer.write_scalars(done, result)
+            bar.set_postfix(loss=f"{result['train/loss']:.4f}", lr=f"{lr:.2e}")
+            window, window_start = [], time.perf_counter()
+        if loop.stop:
+            break
+        if int(config.eval_every_steps) > 0 and done % int(config.eval_every_steps) == 0 and done < loop.num_steps:
+            loop.evaluate_current_weights()
+    bar.close()
+    return result
+
+
+def _summary(window: list[dict], lr: float, elapsed: float, batch_size: int) -> dict[str, float]:
+    rois = np.asarray([m["num_rois"] for m in window], np.float64)
+    loss = np.asarray([m["loss"] for m in window], np.float64)
+    return {"train/loss": float((loss * rois).sum() / max(rois.sum(), 1.0)), "train/lr": float(lr),
+            "train/grad_norm": float(window[-1]["grad_norm"]),
+            "train/skipped_steps": float(sum(1 - m["applied"] for m in window)),
+            "train/steps_per_sec": len(window) / max(elapsed, 1e-9),
+            "train/examples_per_sec": len(window) * batch_size / max(elapsed, 1e-9)}
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, hooks: Hooks = Hooks()) -> dict:
+    """Evaluates the latest checkpoint of `workdir` (run.py --mode=eval)."""
+    workdir = os.path.abspath(workdir)
+    quiet_orbax()
+    prepare_data(config)
+    model = setup_model_state(config, hooks.create_model)
+    ckpt = checkpoints.Checkpointer(workdir, every_steps=int(config.checkpoint.every_steps),
+                                    max_to_keep=int(config.checkpoint.max_to_keep))
+    if ckpt.latest_step() is None:
+        raise FileNotFoundError(f"--mode=eval: no checkpoint in {ckpt.directory}; train first")
+    model.state = ckpt.restore(model.state)
+    ckpt.close()
+    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+    metrics = evaluate_split(config, sharded_logits_fn(model), workdir, step=int(model.state.step), writer=writer)
+    writer.flush()
+    return {f"eval/{k}": v for k, v in metrics.items()}

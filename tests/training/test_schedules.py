@@ -1,0 +1,81 @@
+"""The learning-rate schedule equals the reference's `StepLRScheduler` / `CosineLRScheduler` at every step."""
+
+import math
+
+import pytest
+
+from acar_jax.training import schedules
+from configs import default
+
+
+def _expected_step_lr(s: int) -> float:
+    """The reference (scheduler.py) written out for base 0.008, warmup 0.064 over 10 steps, milestones 60/80,
+    mults 0.1/0.1: warmup `((s/10) * (0.064 - 0.008) + 0.008) / 0.008 * 0.008`, then 0.064 * 0.1**(#milestones
+    <= s) (bisect_right: the milestone step itself already uses the lower rate)."""
+    if s < 10:
+        return ((s / 10) * (0.064 - 0.008) + 0.008) / 0.008 * 0.008
+    if s < 60:
+        return 0.064
+    if s < 80:
+        return 0.064 * 0.1
+    return 0.064 * 0.1 * 0.1
+
+
+def test_step_schedule_equals_reference_at_every_step_of_100():
+    sched = schedules.Schedule(type="step", base_lr=0.008, warmup_lr=0.064, warmup_steps=10,
+                               milestones=(60, 80), lr_mults=(0.1, 0.1))
+    assert sched.lr(0) == 0.008                  # step 0 uses base_lr (scheduler.step(0) before iteration 0)
+    assert sched.lr(5) == pytest.approx(0.036, rel=1e-12)
+    for s in range(100):
+        assert sched.lr(s) == pytest.approx(_expected_step_lr(s), rel=1e-12, abs=0), s
+
+
+def test_epoch_fields_convert_to_steps_by_truncation_as_the_reference():
+    train = default.get_train_config()
+    train.num_epochs = 10.0
+    train.schedule.warmup_epochs = 1.0
+    train.schedule.milestone_epochs = (6.0, 8.0)
+    sched = schedules.create_schedule(train, steps_per_epoch=10)
+    assert (sched.warmup_steps, sched.milestones) == (10, (60, 80))
+    assert [sched.lr(s) for s in range(100)] == pytest.approx([_expected_step_lr(s) for s in range(100)],
+                                                              rel=1e-12)
+    # the paper's R50 config: milestones 5.6 / 5.8 epochs of 7 steps -> int(39.2), int(40.6)
+    train.schedule.milestone_epochs = (5.6, 5.8)
+    train.schedule.warmup_epochs = 0.5
+    sched = schedules.create_schedule(train, steps_per_epoch=7)
+    assert (sched.warmup_steps, sched.milestones) == (3, (39, 40))
+
+
+def test_step_overrides_epoch_fields():
+    train = default.get_train_config()
+    train.num_steps = 55000
+    train.schedule.warmup_steps = 9000
+    train.schedule.milestone_steps = (51000, 53000)
+    sched = schedules.create_schedule(train, steps_per_epoch=123)
+    assert (sched.warmup_steps, sched.milestones, sched.total_steps) == (9000, (51000, 53000), 55000)
+
+
+def test_cosine_equals_reference_formula():
+    sched = schedules.Schedule(type="cosine", base_lr=0.008, warmup_lr=0.064, warmup_steps=10, total_steps=100,
+                               min_lr=0.0001)
+    for s in range(100):
+        if s < 10:
+            want = ((s / 10) * (0.064 - 0.008) + 0.008) / 0.008 * 0.008
+        else:
+            target = 0.0001 + (0.064 - 0.0001) * (1 + math.cos(math.pi * (s - 10) / 90)) / 2
+            want = target / 0.008 * 0.008
+        assert sched.lr(s) == pytest.approx(want, rel=1e-12), s
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(type="linear"), "type"),
+    (dict(milestones=(60,), lr_mults=(0.1, 0.1)), "one factor per milestone"),
+    (dict(milestones=(80, 60), lr_mults=(0.1, 0.1)), "increasing"),
+    (dict(base_lr=0.0), "base_lr"),
+])
+def test_bad_schedule_is_named(kwargs, match):
+    args = dict(type="step", base_lr=0.008, warmup_lr=0.064, warmup_steps=10, milestones=(60, 80),
+                lr_mults=(0.1, 0.1))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        schedules.Schedule(**args)
