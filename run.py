@@ -23,7 +23,8 @@ def _define_flags() -> None:
     _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "experiment config file (configs/*.py)",
                                               lock_config=True)
     _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default: runs/<config file name>)")
-    _MODE = flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval"], "what to run")
+    _MODE = flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval", "extract_bank"],
+                               "what to run (extract_bank: the ACFB feature bank of a trained ACAR run)")
     _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "multi-host: host:port of process 0")
     _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "multi-host: number of processes")
     _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "multi-host: this process's index")
@@ -77,6 +78,8 @@ def run_experiment(config, hooks=None) -> None:
                  workdir, _MODE.value)
     if _MODE.value == "eval":
         metrics = experiment.evaluate_checkpoint(config, workdir, hooks=hooks)
+    elif _MODE.value == "extract_bank":
+        metrics = experiment.extract_banks(config, workdir, hooks=hooks)
     else:
         metrics = experiment.train_and_evaluate(config, workdir, final_eval=_MODE.value == "train_and_eval",
                                                 hooks=hooks)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging as pylogging
 import os
 import time
@@ -254,3 +255,80 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, hook
     metrics = evaluate_split(config, sharded_logits_fn(model), workdir, step=int(model.state.step), writer=writer)
     writer.flush()
     return {f"eval/{k}": v for k, v in metrics.items()}
+
+
+# ------------------------------------------------------------------------------------------ ACFB bank
+
+def bank_directory(config: ml_collections.ConfigDict, workdir: str, split: str, scale: int) -> str:
+    """Where the bank of (split, scale) lives: <bank.dir or workdir/bank>/<split>_s<scale>."""
+    root = config.bank.dir or os.path.join(workdir, "bank")
+    return os.path.join(os.path.abspath(root), f"{split}_s{int(scale)}")
+
+
+def bank_views(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:
+    """(split, scale) of every bank a config needs: train at data.short_side, val at each test scale."""
+    return [("train", int(config.data.short_side))] + [("val", int(s)) for s in config.data.eval_scales]
+
+
+def params_digest(params: nnx.State) -> str:
+    """sha256 of every parameter (sorted by path): a bank names the exact weights it came from."""
+    digest = hashlib.sha256()
+    for path, value in sorted(nnx.to_flat_state(params), key=lambda kv: str(kv[0])):
+        digest.update(str(path).encode())
+        digest.update(np.ascontiguousarray(np.asarray(value.get_value().addressable_data(0))).tobytes())
+    return digest.hexdigest()
+
+
+def extract_banks(config: ml_collections.ConfigDict, workdir: str, *, hooks: Hooks = Hooks(),
+                  after_video: Callable[[str], None] | None = None) -> dict:
+    """run.py --mode=extract_bank: the latest checkpoint of bank.source_workdir (default `workdir`), an ACAR
+    model, over every keyframe of every (split, scale) in bank_views; resumes where a previous run stopped."""
+    from acar_jax.evaluation import bank_extraction  # noqa: PLC0415 (only this mode needs it)
+    from acar_jax.models.acfb import detector_bank_maps  # noqa: PLC0415
+    from data_pipelines import bank_files  # noqa: PLC0415
+
+    workdir = os.path.abspath(workdir)
+    source = os.path.abspath(config.bank.source_workdir or workdir)
+    quiet_orbax()
+    prepare_data(config)
+    model = setup_model_state(config, hooks.create_model)
+    ckpt = checkpoints.Checkpointer(source, every_steps=int(config.checkpoint.every_steps),
+                                    max_to_keep=int(config.checkpoint.max_to_keep))
+    if ckpt.latest_step() is None:
+        raise FileNotFoundError(f"--mode=extract_bank: no checkpoint in {ckpt.directory} (bank.source_workdir)")
+    model.state = ckpt.restore(model.state)
+    ckpt.close()
+    digest = params_digest(model.state.params)
+    local = Mesh(np.asarray(jax.local_devices()), (parallel.AXIS,))   # each host runs its own videos
+    host = lambda tree: jax.tree.map(lambda a: a.addressable_data(0), tree)  # noqa: E731
+    weights = jax.device_put((host(model.state.params), host(model.state.batch_stats), host(model.rng_state)),
+                             NamedSharding(local, P()))
+    graphdef, split_sharding = model.graphdef, NamedSharding(local, P(parallel.AXIS))
+
+    @jax.jit
+    def forward(params, batch_stats, rng_state, clip_batch, boxes, valid_hw):
+        net = nnx.merge(graphdef, params, batch_stats, rng_state, copy=True)
+        return detector_bank_maps(net, clip_batch, boxes, valid_hw)
+
+    def maps_fn(clip_batch, boxes, valid_hw):
+        args = [jax.device_put(np.asarray(a), split_sharding) for a in (clip_batch, boxes, valid_hw)]
+        maps, eff = forward(*weights, *args)
+        return np.asarray(maps), np.asarray(eff)
+
+    batch_size = int(config.bank.batch_size) * jax.local_device_count()
+    out = {}
+    for split, scale in bank_views(config):
+        boxes = str(config.bank.get(f"{split}_boxes"))
+        root = bank_directory(config, workdir, split, scale)
+        records = bank_extraction.bank_records(config.data, split, boxes)
+        fp = bank_extraction.fingerprint(config.model, digest, split, boxes, scale)
+        written = bank_extraction.extract_bank(
+            records, config.data, maps_fn, root, fingerprint=fp, split=split, dtype=str(config.bank.dtype),
+            batch_size=batch_size, scale=scale, process_index=jax.process_index(),
+            process_count=jax.process_count(), after_video=after_video)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"bank {root}")
+        if jax.process_index() == 0:
+            bank_files.mark_complete(root)
+        out[f"bank/{split}_s{scale}"] = f"{root} ({len(written)} videos written now)"
+    return out

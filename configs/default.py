@@ -94,6 +94,18 @@ def get_synthetic_config() -> ml_collections.ConfigDict:
     return synth
 
 
+def get_bank_config() -> ml_collections.ConfigDict:
+    """ACFB's actor-context feature bank (docs/acfb.md): how it is extracted and how windows are read."""
+    bank = ml_collections.ConfigDict()
+    bank.dir = ""                     # bank root ("" = <workdir>/bank); one sub-directory per (split, scale)
+    bank.source_workdir = ""          # the trained ACAR run extracted from ("" = --workdir)
+    bank.train_boxes = "gt"           # boxes of the train bank: "gt" or a detections CSV (AVA proposal format)
+    bank.val_boxes = "gt"             # boxes of the val bank (no GT, e.g. a test set: a detections CSV)
+    bank.dtype = "float16"            # storage dtype of the maps: "float16" | "bfloat16" | "float32"
+    bank.batch_size = 2               # clips per device per extraction batch
+    return bank
+
+
 def get_train_config() -> ml_collections.ConfigDict:
     """Optimisation, following the reference's SGD + warmup/step schedule."""
     train = ml_collections.ConfigDict()
@@ -134,6 +146,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = get_data_config()
     config.synthetic = get_synthetic_config()
     config.train = get_train_config()
+    config.bank = get_bank_config()
 
     # Tiny model: few channels, one block per stage, so it compiles and trains on 2 CPU cores in minutes.
     config.model.backbone.layers = (1, 1, 1, 1)

@@ -128,3 +128,14 @@ class ACFBHead(ACARHead):
         out = self.dp(out, deterministic=not train)
         logits = self.fc2(out).astype(jnp.float32)
         return jnp.where(box_mask[..., None], logits, 0.0)
+
+
+def detector_bank_maps(model: nnx.Module, clips: jax.Array, boxes: jax.Array, valid_hw: jax.Array
+                       ) -> tuple[jax.Array, jax.Array]:
+    """A trained ACAR detector's bank entries for a batch: (maps [B, N, h-2, w-2, D] float32, crop [B, 2])."""
+    if not isinstance(model.head, ACARHead) or isinstance(model.head, ACFBHead):
+        raise ValueError(f"bank extraction needs a detector with an ACAR head (model.head.type='acar'), got "
+                         f"{type(model.head).__name__}")
+    slow, fast = model.backbone(clips)
+    _, maps, eff = first_order_maps(model.head, slow, fast, boxes, valid_hw, tuple(clips.shape[2:4]))
+    return maps.astype(jnp.float32), eff
