@@ -1,0 +1,77 @@
+"""Bank windows: for each clip of a batch, the bank maps of the keyframes around it, padded to static shapes.
+
+A window is every bank entry of the clip's video with |t - timestamp| <= radius seconds (AVA: 10, i.e. about
+20 s), or every entry of the video (Kinetics: the whole clip, at most 10 s); the current keyframe's own entries
+are in it by construction. Entries (keyframes x actors, in time then actor order) fill `max_entries` slots; a
+window with more entries is an error naming the keyframe and `bank.max_entries`, never cut. Each map is placed
+top-left on the batch's first-order grid (zeros around it) and, for a horizontally flipped clip, mirrored
+within its crop, as the clip was.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+from data_pipelines.bank_files import BankError, BankReader, Entry
+
+
+class BankWindows:
+    """Windows of one bank (one split at one scale)."""
+
+    def __init__(self, reader: BankReader, *, radius: int, whole_video: bool, max_entries: int,
+                 cache_videos: int = 8):
+        if max_entries < 1:
+            raise ValueError(f"bank.max_entries: expected >= 1, got {max_entries}")
+        self.reader = reader
+        self.radius = int(radius)
+        self.whole_video = bool(whole_video)
+        self.max_entries = int(max_entries)
+        self._cache: collections.OrderedDict[str, dict[int, Entry]] = collections.OrderedDict()
+        self._cache_videos = int(cache_videos)
+
+    def _video(self, video_id: str) -> dict[int, Entry]:
+        if video_id in self._cache:
+            self._cache.move_to_end(video_id)
+        else:
+            self._cache[video_id] = self.reader.read_video(video_id)
+            if len(self._cache) > self._cache_videos:
+                self._cache.popitem(last=False)
+        return self._cache[video_id]
+
+    def entries(self, video_id: str, timestamp: int) -> list[np.ndarray]:
+        """The window's maps, one [h, w, D] array per (keyframe, actor), in time then actor order."""
+        video = self._video(video_id)
+        keys = sorted(video) if self.whole_video else [t for t in sorted(video)
+                                                        if abs(t - int(timestamp)) <= self.radius]
+        maps = [m for t in keys for m in video[t].maps]
+        if not maps:
+            raise BankError(f"{self.reader.root}: the window of keyframe ({video_id!r}, {timestamp}) has no "
+                            f"entries (radius {self.radius} s): the bank lacks this part of the video")
+        if len(maps) > self.max_entries:
+            raise BankError(f"{self.reader.root}: the window of keyframe ({video_id!r}, {timestamp}) holds "
+                            f"{len(maps)} entries, more than bank.max_entries = {self.max_entries}; raise it")
+        return maps
+
+    def batch(self, video_ids, timestamps, clip_mask, flipped, grid_hw: tuple[int, int]
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(bank [B, max_entries, h, w, D] in the storage dtype, bank_mask [B, max_entries]) for a batch whose
+        first-order grid is grid_hw; clips with clip_mask False (fillers) get an empty, masked window."""
+        gh, gw = (int(v) for v in grid_hw)
+        b = len(video_ids)
+        windows = [self.entries(str(v), int(t)) if real else []
+                   for v, t, real in zip(video_ids, timestamps, clip_mask, strict=True)]
+        depth = next((w[0].shape[-1] for w in windows if w), 1)
+        bank = np.zeros((b, self.max_entries, gh, gw, depth), self.reader.dtype)
+        mask = np.zeros((b, self.max_entries), bool)
+        for i, window in enumerate(windows):
+            for j, fmap in enumerate(window):
+                eh, ew = fmap.shape[:2]
+                if eh > gh or ew > gw:
+                    raise BankError(f"{self.reader.root}: keyframe ({video_ids[i]!r}, {timestamps[i]}) has bank "
+                                    f"maps of {eh}x{ew}, larger than the batch's {gh}x{gw} grid: a bank of "
+                                    f"another scale (one bank per scale)")
+                bank[i, j, :eh, :ew] = fmap[:, ::-1] if flipped[i] else fmap
+                mask[i, j] = True
+        return bank, mask

@@ -1,0 +1,61 @@
+"""Bank windows: padded and masked to static shapes, flipped with the clip, never cut, errors by key."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from acar_jax.models.acfb import flip_maps
+from data_pipelines import bank_files
+from data_pipelines.bank_files import BankError, BankReader, Entry
+from data_pipelines.bank_windows import BankWindows
+
+GRID = (4, 6)
+
+
+def make_reader(root: str) -> tuple[BankReader, dict]:
+    """vid: keyframes 901, 902, 903, 920 with 1, 2, 1, 3 actors on a 3x5 crop, D = 2, float32 storage."""
+    rng = np.random.RandomState(0)
+    entries = {t: Entry(t, np.zeros((n, 4), np.float32), rng.randn(n, 3, 5, 2).astype(np.float32))
+               for t, n in ((901, 1), (902, 2), (903, 1), (920, 3))}
+    bank_files.start_bank(root, fingerprint="f", split="train", dtype="float32", videos=["vid"])
+    bank_files.write_video(root, "vid", list(entries.values()), "float32")
+    bank_files.mark_complete(root)
+    return BankReader(root, fingerprint="f"), entries
+
+
+def test_windows_of_different_sizes_padded_and_masked(tmp_path):
+    reader, entries = make_reader(str(tmp_path))
+    windows = BankWindows(reader, radius=1, whole_video=False, max_entries=5)
+    bank, mask = windows.batch(["vid", "vid", "vid", ""], [902, 901, 920, 0], [True, True, True, False],
+                               [False, False, False, False], GRID)
+    assert bank.shape == (4, 5, *GRID, 2) and mask.shape == (4, 5)
+    np.testing.assert_array_equal(mask.sum(1), [4, 3, 3, 0])          # 901+902+903; 901+902; 920; filler
+    want = np.concatenate([entries[t].maps for t in (901, 902, 903)])  # time then actor order, own entry inside
+    np.testing.assert_array_equal(bank[0, :4, :3, :5], want)
+    assert not bank[0, :, 3:].any() and not bank[0, :, :, 5:].any() and not bank[0, 4:].any()
+    everything = BankWindows(reader, radius=0, whole_video=True, max_entries=7)
+    assert everything.batch(["vid"], [901], [True], [False], GRID)[1].sum() == 7
+
+
+def test_flipped_clip_gets_maps_mirrored_within_the_crop(tmp_path):
+    reader, _ = make_reader(str(tmp_path))
+    windows = BankWindows(reader, radius=1, whole_video=False, max_entries=5)
+    plain, _ = windows.batch(["vid"], [902], [True], [False], GRID)
+    flipped, _ = windows.batch(["vid"], [902], [True], [True], GRID)
+    np.testing.assert_array_equal(flipped, np.asarray(flip_maps(jnp.asarray(plain), jnp.asarray([5]))))
+    assert not np.array_equal(flipped, plain)
+
+
+def test_window_errors_name_the_keyframe_and_key(tmp_path):
+    reader, _ = make_reader(str(tmp_path))
+    with pytest.raises(BankError, match=r"\('vid', 902\) holds 4 entries, more than bank.max_entries = 3"):
+        BankWindows(reader, radius=1, whole_video=False, max_entries=3).batch(["vid"], [902], [True], [False], GRID)
+    windows = BankWindows(reader, radius=1, whole_video=False, max_entries=5)
+    with pytest.raises(BankError, match=r"window of keyframe \('vid', 910\) has no entries"):
+        windows.batch(["vid"], [910], [True], [False], GRID)
+    with pytest.raises(BankError, match=r"video 'other' is not in the bank"):
+        windows.batch(["other"], [902], [True], [False], GRID)
+    with pytest.raises(BankError, match=r"maps of 3x5, larger than the batch's 2x6 grid: a bank of another scale"):
+        windows.batch(["vid"], [902], [True], [False], (2, 6))
