@@ -14,6 +14,7 @@ import ml_collections
 from flax import nnx
 
 from acar_jax.batch import check_model_inputs
+from acar_jax.models.acfb import ACFBHead
 from acar_jax.models.heads import build_head
 from acar_jax.models.layers import torch_style_param_count
 from acar_jax.models.slowfast import SlowFast
@@ -30,12 +31,23 @@ class ACARDetector(nnx.Module):
         self.head = build_head(model_config, width, rngs=rngs)
 
     def __call__(self, clips: jax.Array, boxes: jax.Array, box_mask: jax.Array, valid_hw: jax.Array, *,
-                 train: bool = False) -> jax.Array:
+                 train: bool = False, bank: jax.Array | None = None, bank_mask: jax.Array | None = None
+                 ) -> jax.Array:
         """clips [B, T, H, W, 3], boxes [B, N, 4], box_mask [B, N] bool, valid_hw [B, 2] int -> logits
-        [B, N, K] float32 (zero for padded boxes). `train` turns dropout on (rng stream 'dropout')."""
+        [B, N, K] float32 (zero for padded boxes). `train` turns dropout on (rng stream 'dropout').
+        An ACFB head also takes each clip's bank window: bank [B, M, h-2, w-2, D], bank_mask [B, M]."""
         check_model_inputs(clips, boxes, box_mask, valid_hw)
+        uses_bank = isinstance(self.head, ACFBHead)
+        if uses_bank and (bank is None or bank_mask is None):
+            raise ValueError("model.head.type 'acfb' needs each clip's bank window (bank, bank_mask); extract the "
+                             "bank of a trained ACAR run first: run.py --mode=extract_bank")
+        if not uses_bank and bank is not None:
+            raise ValueError(f"bank: given to a {type(self.head).__name__}; only model.head.type 'acfb' reads a bank")
         slow, fast = self.backbone(clips)
-        return self.head(slow, fast, boxes, box_mask, valid_hw, tuple(clips.shape[2:4]), train=train)
+        padded_hw = tuple(clips.shape[2:4])
+        if uses_bank:
+            return self.head(slow, fast, boxes, box_mask, valid_hw, padded_hw, bank, bank_mask, train=train)
+        return self.head(slow, fast, boxes, box_mask, valid_hw, padded_hw, train=train)
 
     def param_count(self) -> int:
         """Trainable scalars, counted as torch's `sum(p.numel() for p in model.parameters())`."""

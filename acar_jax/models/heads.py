@@ -259,7 +259,7 @@ class ACARHead(nnx.Module):
 
 
 def build_head(model_config: ml_collections.ConfigDict, width: int, *, rngs: nnx.Rngs) -> nnx.Module:
-    """The head named by `model_config.head.type` ("linear" | "acar") on a `width`-channel backbone."""
+    """The head named by `model_config.head.type` ("linear" | "acar" | "acfb") on a `width`-channel backbone."""
     head, k = model_config.head, int(model_config.num_classes)
     dtype = jnp.dtype(model_config.get("dtype", "float32"))
     common = dict(roi_spatial=int(head.roi_spatial), dropout=float(head.dropout),
@@ -270,4 +270,12 @@ def build_head(model_config: ml_collections.ConfigDict, width: int, *, rngs: nnx
         return ACARHead(width, k, reduce_dim=int(head.reduce_dim), hidden_dim=int(head.hidden_dim),
                         downsample=str(head.downsample), depth=int(head.depth), kernel_size=int(head.kernel_size),
                         mlp_1x1=bool(head.mlp_1x1), hr2o_dropout=float(head.hr2o_dropout), **common)
-    raise ValueError(f"model.head.type: expected 'linear' or 'acar', got {head.type!r}")
+    if head.type == "acfb":
+        from acar_jax.models.acfb import ACFBHead  # noqa: PLC0415 (acfb builds on this module)
+        if head.downsample != "none":
+            raise ValueError(f"model.head.downsample: the ACFB head has no downsampling; set 'none', got "
+                             f"{head.downsample!r}")
+        return ACFBHead(width, k, reduce_dim=int(head.reduce_dim), hidden_dim=int(head.hidden_dim),
+                        depth=int(head.depth), kernel_size=int(head.kernel_size), mlp_1x1=bool(head.mlp_1x1),
+                        hr2o_dropout=float(head.hr2o_dropout), **common)
+    raise ValueError(f"model.head.type: expected 'linear', 'acar' or 'acfb', got {head.type!r}")

@@ -196,3 +196,36 @@ def test_acfb_inputs_rejected_by_name():
         head(*base, PADDED_HW, jnp.asarray(bank), jnp.asarray(bank_mask, jnp.float32))
     with pytest.raises(ValueError, match=r"model.head.depth"):
         ACFBHead(CS + CF, K, depth=0, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.slow   # builds and compiles the whole (tiny) detector twice
+def test_detector_with_acfb_head_reads_a_bank_and_asks_for_one():
+    """config.model.head.type = 'acfb' builds the ACFB head; the detector passes the bank window to it, refuses
+    to run without one (and refuses a bank for a head that reads none), and the bank is an input: the
+    logits change with it, no parameter is made for it."""
+    from acar_jax.models.detector import ACARDetector
+    from configs.default import get_config
+
+    config = get_config()
+    config.model.head.type, config.model.head.downsample = "acfb", "none"
+    model = ACARDetector(config.model, rngs=nnx.Rngs(params=0, dropout=1))
+    assert isinstance(model.head, ACFBHead) and len(model.head.hr2o) == config.model.head.depth
+    rng = np.random.RandomState(0)
+    clips = jnp.asarray(rng.randn(1, 8, 64, 96, 3).astype(np.float32))     # feature 4x6 -> first-order 2x4
+    boxes = jnp.asarray([[[0.1, 0.1, 0.6, 0.9], [0.5, 0.2, 0.9, 0.8]]], jnp.float32)
+    box_mask, valid_hw = jnp.asarray([[True, True]]), jnp.asarray([[64, 96]], jnp.int32)
+    d = config.model.head.hidden_dim
+    bank = jnp.asarray(np.abs(rng.randn(1, 3, 2, 4, d)).astype(np.float16))
+    run = nnx.jit(lambda m, bk, bm: m(clips, boxes, box_mask, valid_hw, bank=bk, bank_mask=bm))
+    a = np.asarray(run(model, bank, jnp.asarray([[True, True, False]])))
+    b = np.asarray(run(model, bank * 3, jnp.asarray([[True, True, False]])))
+    assert a.shape == (1, 2, config.model.num_classes) and np.isfinite(a).all() and not np.allclose(a, b)
+    with pytest.raises(ValueError, match=r"'acfb' needs each clip's bank window .*--mode=extract_bank"):
+        model(clips, boxes, box_mask, valid_hw)
+    with pytest.raises(ValueError, match=r"model.head.downsample: the ACFB head has no downsampling"):
+        config.model.head.downsample = "max2x2"
+        ACARDetector(config.model, rngs=nnx.Rngs(0))
+    config.model.head.type = "acar"
+    acar = ACARDetector(config.model, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"bank: given to a ACARHead"):
+        acar(clips, boxes, box_mask, valid_hw, bank=bank, bank_mask=jnp.ones((1, 3), bool))
