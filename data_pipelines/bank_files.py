@@ -120,7 +120,8 @@ def _example(video_id: str, timestamp: int, actor: int, box: np.ndarray, fmap: n
         "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(fmap.shape))),
         "map": tf.train.Feature(bytes_list=tf.train.BytesList(value=[fmap.tobytes()])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)   # map order fixed: identical bytes in every run
 
 
 def write_video(root: str, video_id: str, entries: list[Entry], dtype: str) -> str:
