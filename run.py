@@ -79,7 +79,12 @@ def run_experiment(config, hooks=None) -> None:
     if _MODE.value == "eval":
         metrics = experiment.evaluate_checkpoint(config, workdir, hooks=hooks)
     elif _MODE.value == "extract_bank":
-        metrics = experiment.extract_banks(config, workdir, hooks=hooks)
+        from data_pipelines.bank_files import BankError  # noqa: PLC0415
+
+        try:
+            metrics = experiment.extract_banks(config, workdir, hooks=hooks)
+        except (FileNotFoundError, BankError) as e:   # user errors: one line, exit status 1
+            sys.exit(str(e))
     else:
         metrics = experiment.train_and_evaluate(config, workdir, final_eval=_MODE.value == "train_and_eval",
                                                 hooks=hooks)

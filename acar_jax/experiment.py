@@ -290,12 +290,14 @@ def extract_banks(config: ml_collections.ConfigDict, workdir: str, *, hooks: Hoo
     workdir = os.path.abspath(workdir)
     source = os.path.abspath(config.bank.source_workdir or workdir)
     quiet_orbax()
-    prepare_data(config)
-    model = setup_model_state(config, hooks.create_model)
     ckpt = checkpoints.Checkpointer(source, every_steps=int(config.checkpoint.every_steps),
                                     max_to_keep=int(config.checkpoint.max_to_keep))
     if ckpt.latest_step() is None:
-        raise FileNotFoundError(f"--mode=extract_bank: no checkpoint in {ckpt.directory} (bank.source_workdir)")
+        ckpt.close()
+        raise FileNotFoundError(f"--mode=extract_bank: no checkpoint in {ckpt.directory} (bank.source_workdir); "
+                                f"train the ACAR model first")
+    prepare_data(config)
+    model = setup_model_state(config, hooks.create_model)
     model.state = ckpt.restore(model.state)
     ckpt.close()
     digest = params_digest(model.state.params)

@@ -91,3 +91,11 @@ def test_detections_csv_with_missing_seconds_is_named(tmp_path):
         bank_extraction.bank_records(config.data, "val", str(csv))
     with pytest.raises(FileNotFoundError, match=r"bank.boxes: .*nope.csv: no such detections CSV"):
         bank_extraction.bank_records(config.data, "val", "nope.csv")
+
+
+def test_cli_extract_bank_without_checkpoint_is_one_line(tmp_path):
+    proc = subprocess.run(runs.command(str(tmp_path / "empty"), str(tmp_path / "data"), mode="extract_bank"),
+                          cwd=runs.REPO, env=runs.env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("--mode=extract_bank: no checkpoint in ")
