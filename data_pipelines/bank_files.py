@@ -158,7 +158,7 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 class BankReader:
     """A finished bank, checked against the fingerprint of the model and split that will use it."""
 
-    def __init__(self, root: str, *, fingerprint: str | None = None):
+    def __init__(self, root: str, *, fingerprint: str | None = None, split: str | None = None):
         self.root = root
         self.manifest = read_manifest(root)
         path = os.path.join(root, MANIFEST)
@@ -168,6 +168,9 @@ class BankReader:
         if fingerprint is not None and self.manifest["fingerprint"] != fingerprint:
             raise BankError(f"{path}: key 'fingerprint' is {self.manifest['fingerprint']!r}, expected "
                             f"{fingerprint!r}: this bank comes from another model or split")
+        if split is not None and self.manifest["split"] != split:
+            raise BankError(f"{path}: key 'split' is {self.manifest['split']!r}, expected {split!r}: this bank "
+                            f"belongs to another split")
         self.dtype = _dtype(self.manifest["dtype"])
         self.videos = frozenset(self.manifest["videos"])
 

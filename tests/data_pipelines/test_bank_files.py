@@ -63,6 +63,8 @@ def test_foreign_or_damaged_banks_rejected_by_file_and_key(tmp_path):
     make_bank(root)
     with pytest.raises(BankError, match=r"manifest.json: key 'fingerprint' is 'fp-a', expected 'fp-b'"):
         BankReader(root, fingerprint="fp-b")
+    with pytest.raises(BankError, match=r"manifest.json: key 'split' is 'train', expected 'val'"):
+        BankReader(root, fingerprint="fp-a", split="val")
     with pytest.raises(BankError, match=r"manifest.json: key 'fingerprint' is 'fp-a'.*delete"):
         bank_files.start_bank(root, fingerprint="fp-b", split="train", dtype="float16", videos=["vid_a", "vid-b"])
     reader = BankReader(root, fingerprint="fp-a")
