@@ -66,7 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
     data.mean = (0.45, 0.45, 0.45)    # ref: Normalize mean
     data.std = (0.225, 0.225, 0.225)  # ref: Normalize std
     data.box_jitter = 0.075           # ref: neck bbox_jitter scale 0.075, num 1
-    data.box_buckets = (8, 16, 32, 64)  # real AVA keyframes: every one must fit a bucket (crowd scenes)
+    data.box_buckets = (8, 16, 32, 64)  # N_max buckets; a more crowded keyframe adds a last bucket sized from the data
 
     train = config.train
     train.batch_size = 32             # paper: 32 clips per batch (ref: batch_size 1 per GPU x world size)

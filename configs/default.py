@@ -71,7 +71,8 @@ def get_data_config() -> ml_collections.ConfigDict:
     data.std = (0.225, 0.225, 0.225)
     data.hflip = True                 # random horizontal flip at training
     data.box_jitter = 0.075           # per-coordinate jitter scale (fraction of the box size) at training
-    data.box_buckets = (8, 16, 32)    # N_max buckets: each keyframe goes to the smallest that holds all its boxes
+    data.box_buckets = (8, 16, 32)    # N_max buckets: each keyframe goes to the smallest that holds all its boxes;
+    #                                   a keyframe with more adds one sized from the data (never split or cut)
     data.spatial_buckets = ()         # ((H, W), ...) padded sizes; () = derive from the dataset index
     data.max_spatial_buckets = 4      # derived buckets: each exact size up to this many, else aspect groups
     data.shuffle_seed = 0
