@@ -70,6 +70,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     train = config.train
     train.batch_size = 32             # paper: 32 clips per batch (ref: batch_size 1 per GPU x world size)
+    train.scale_lr_with_batch = True  # ref author: lr scales linearly with the global batch (8 clips: 0.016)
+    train.reference_batch_size = 32   # the rates below are for 32 clips (4 nodes x 8 GPUs x 1 clip)
     train.num_epochs = 6.0            # ref: n_epochs: 6
     train.num_steps = -1
     train.pose_softmax = True         # ref: loss ava_criterion pose_softmax: True

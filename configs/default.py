@@ -100,6 +100,8 @@ def get_train_config() -> ml_collections.ConfigDict:
     train = ml_collections.ConfigDict()
     train.batch_size = 32             # global clips per step (across all devices and hosts)
     train.grad_accum_steps = 1        # micro-batches per step (batch_size / grad_accum_steps per micro-batch)
+    train.scale_lr_with_batch = False  # linear scaling rule: the schedule's rates x batch_size / reference_batch_size
+    train.reference_batch_size = 32   # the global batch the schedule's rates are given for (the paper: 32 clips)
     train.num_epochs = 6.0            # length of training in epochs of the train set
     train.num_steps = -1              # > 0 overrides num_epochs
     train.pose_softmax = True         # loss: softmax over the 13 pose classes, sigmoid elsewhere

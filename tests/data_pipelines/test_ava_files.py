@@ -403,20 +403,10 @@ def test_missing_data_names_the_config_field(tmp_path, field, missing):
     root = tmp_path / "data" / "ava"
     data = _r50_data(root)
     if missing is not None:
-        _write_files_only(root)
+        ava_corpus.write_corpus(root, frames=False)
         target = root / missing
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     with pytest.raises(ava_files.MissingDataError, match=rf"^config\.data\.{field}: ") as err:
         ava_files.check_data_files(data)
     assert "\n" not in str(err.value)
 
-
-def _write_files_only(root):
-    """The corpus's annotation files and empty frame folders (no JPEGs: the check reads no frame)."""
-    root.mkdir(parents=True)
-    shutil.copyfile(fx.LABEL_MAP_60, root / fx.LABEL_MAP_60.name)
-    (root / "person_box_67091280_iou90").mkdir()
-    for name in ("ava_train_v2.2.csv", "ava_val_v2.2.csv", "ava_val_excluded_timestamps_v2.2.csv",
-                 ava_corpus.TRAIN_PROPOSALS, ava_corpus.VAL_PROPOSALS):
-        (root / name).write_text("")
-    (root / "frames").mkdir()

@@ -130,8 +130,9 @@ def write_frames(frames_dir: pathlib.Path, video: Video, seed: int) -> None:
         shutil.copyfile(first, frames_dir / f"image_{i:06d}.jpg")
 
 
-def write_corpus(root: pathlib.Path) -> pathlib.Path:
-    """Writes the corpus under `root` (e.g. <tmp>/data/ava) and returns `root`."""
+def write_corpus(root: pathlib.Path, *, frames: bool = True) -> pathlib.Path:
+    """Writes the corpus under `root` (e.g. <tmp>/data/ava) and returns `root`; `frames=False`: the annotation
+    files and empty frame folders only (for tests that never read a frame)."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(LABEL_MAP_60, root / LABEL_MAP_60.name)
     (root / "person_box_67091280_iou90").mkdir(exist_ok=True)
@@ -143,5 +144,8 @@ def write_corpus(root: pathlib.Path) -> pathlib.Path:
     (root / VAL_PROPOSALS).write_bytes(_crlf(props).encode())
     (root / "ava_val_excluded_timestamps_v2.2.csv").write_bytes(_crlf([f"{EXCLUDED[0]},{EXCLUDED[1]:04d}"]).encode())
     for i, video in enumerate(VIDEOS):
-        write_frames(root / "frames" / video.video_id, video, i)
+        if frames:
+            write_frames(root / "frames" / video.video_id, video, i)
+        else:
+            (root / "frames" / video.video_id).mkdir(parents=True, exist_ok=True)
     return root
