@@ -41,7 +41,6 @@ from data_pipelines import ava_files, clips, synthetic
 ModelFactory = Callable[[ml_collections.ConfigDict], nnx.Module]
 
 # Errors in what the user gave (config values, data files): run.py prints their one-line message, no traceback.
-initialize_distributed = parallel.initialize_distributed   # run.py's entry; jax only, so it lives there
 USER_INPUT_ERRORS = (ava_files.MissingDataError, ava_files.AvaFormatError, parallel.BatchSizeError)
 
 
