@@ -67,27 +67,50 @@ def main(argv: list[str], hooks_factory=None) -> None:
     run_experiment(_CONFIG.value, hooks_factory() if hooks_factory else None)
 
 
+def _preflight(config) -> None:
+    """The checks of a user's config and files that need neither TensorFlow nor the model (seconds, not a
+    minute of imports): exits with one line naming the `config.*` field. The loop repeats them for API users."""
+    import jax  # noqa: PLC0415
+
+    from acar_jax import parallel  # noqa: PLC0415 (jax only)
+    from data_pipelines import ava_files  # noqa: PLC0415
+
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    try:
+        if _MODE.value in ("train", "train_and_eval"):
+            parallel.check_batch_size(int(config.train.batch_size), jax.device_count(),
+                                      int(config.train.grad_accum_steps))
+        splits = {"eval": ("val",), "train": ("train",), "train_and_eval": ("train", "val"),
+                  "extract_bank": ("train", "val")}.get(_MODE.value, ())
+        ava_files.check_data_files(config.data, splits)
+    except (parallel.BatchSizeError, ava_files.MissingDataError) as e:
+        sys.exit(f"error: {e}")
+
+
 def run_experiment(config, hooks=None) -> None:
     """Runs --mode on `config` and prints the metrics; `hooks` (acar_jax.experiment.Hooks) for test stand-ins."""
+    _preflight(config)
     from acar_jax import experiment  # noqa: PLC0415 (flags are parsed before jax / tensorflow load)
 
     hooks = experiment.Hooks() if hooks is None else hooks
-    experiment.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     workdir = _workdir()
     logging.info("config %s, workdir %s, mode %s", config_flags.get_config_filename(flags.FLAGS["config"]),
                  workdir, _MODE.value)
-    if _MODE.value == "eval":
-        metrics = experiment.evaluate_checkpoint(config, workdir, hooks=hooks)
-    elif _MODE.value == "extract_bank":
-        from data_pipelines.bank_files import BankError  # noqa: PLC0415
+    from data_pipelines.bank_files import BankError  # noqa: PLC0415
 
-        try:
-            metrics = experiment.extract_banks(config, workdir, hooks=hooks)
-        except (FileNotFoundError, BankError) as e:   # user errors: one line, exit status 1
-            sys.exit(str(e))
-    else:
-        metrics = experiment.train_and_evaluate(config, workdir, final_eval=_MODE.value == "train_and_eval",
-                                                hooks=hooks)
+    try:
+        if _MODE.value == "eval":
+            metrics = experiment.evaluate_checkpoint(config, workdir, hooks=hooks)
+        elif _MODE.value == "extract_bank":
+            try:
+                metrics = experiment.extract_banks(config, workdir, hooks=hooks)
+            except (FileNotFoundError, BankError) as e:   # user errors: one line, exit status 1
+                sys.exit(str(e))
+        else:
+            metrics = experiment.train_and_evaluate(config, workdir, final_eval=_MODE.value == "train_and_eval",
+                                                    hooks=hooks)
+    except experiment.USER_INPUT_ERRORS as e:
+        sys.exit(f"error: {e}")      # the message names the config field or file and line; no traceback
     for key, value in sorted(metrics.items()):
         print(f"{key}: {value}")
 

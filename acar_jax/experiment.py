@@ -41,6 +41,9 @@ from data_pipelines import ava_files, clips, synthetic
 
 ModelFactory = Callable[[ml_collections.ConfigDict], nnx.Module]
 
+# Errors in what the user gave (config values, data files): run.py prints their one-line message, no traceback.
+USER_INPUT_ERRORS = (ava_files.MissingDataError, ava_files.AvaFormatError, parallel.BatchSizeError)
+
 
 def config_roi_loss(config: ml_collections.ConfigDict) -> train_step.RoiLossFn:
     """(logits, labels, box_mask) -> [B, N] per-RoI loss of config.train."""
@@ -77,15 +80,6 @@ def setup_model_state(config: ml_collections.ConfigDict, create: ModelFactory = 
     tx = optim.gradient_transformation(config.train.optimizer)
     graphdef, rng_state, state = train_step.create_train_state(create(config), tx)
     return ModelState(mesh, graphdef, parallel.replicate(rng_state, mesh), parallel.replicate(state, mesh), tx)
-
-
-def initialize_distributed(coordinator_address: str = "", num_processes: int = 0, process_id: int = -1) -> None:
-    """jax.distributed.initialize() for multi-host runs: from the arguments when given, else from the cluster
-    environment JAX detects (SLURM, TPU pods, ...). A no-op for a single-process run."""
-    if coordinator_address:
-        jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
-    elif any(k in os.environ for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES")):
-        jax.distributed.initialize()
 
 
 def prepare_data(config: ml_collections.ConfigDict) -> None:
@@ -159,7 +153,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final
     os.makedirs(workdir, exist_ok=True)
     quiet_orbax()
     prepare_data(config)
-    train_step.check_batch_size(int(config.train.batch_size), jax.device_count(), int(config.train.grad_accum_steps))
+    parallel.check_batch_size(int(config.train.batch_size), jax.device_count(), int(config.train.grad_accum_steps))
+    ava_files.check_data_files(config.data, ("train", "val") if final_eval or int(config.eval_every_steps) > 0
+                               else ("train",))      # before step 0, not at the first eval
     records = ava_files.load_keyframe_records(config.data, "train")
     train_input = clips.TrainInput(records, config.data, global_batch_size=int(config.train.batch_size),
                                    seed=int(config.data.shuffle_seed), process_index=jax.process_index(),
@@ -179,9 +175,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
     logging.info("training %d steps (%d per epoch) from step %d on %d devices, %d processes", num_steps,
                  train_input.steps_per_epoch, int(model.state.step), jax.device_count(), jax.process_count())
+    schedule = schedules.create_schedule(config.train, train_input.steps_per_epoch)
+    logging.info("lr %.6g -> %.6g over %d warmup steps, milestones %s (x%.4g: batch %d, linear scaling %s)",
+                 schedule.base_lr, schedule.warmup_lr, schedule.warmup_steps, schedule.milestones,
+                 schedules.lr_scale(config.train), int(config.train.batch_size),
+                 "on" if config.train.scale_lr_with_batch else "off")
     with checkpoints.StopRequest() as stop:
-        loop = TrainLoop(config, workdir, model, step_fn, train_input,
-                         schedules.create_schedule(config.train, train_input.steps_per_epoch), num_steps, ckpt,
+        loop = TrainLoop(config, workdir, model, step_fn, train_input, schedule, num_steps, ckpt,
                          writer, stop, hooks)
         try:
             result = _run(loop)
@@ -244,6 +244,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, hook
     workdir = os.path.abspath(workdir)
     quiet_orbax()
     prepare_data(config)
+    ava_files.check_data_files(config.data, ("val",))
     model = setup_model_state(config, hooks.create_model)
     ckpt = checkpoints.Checkpointer(workdir, every_steps=int(config.checkpoint.every_steps),
                                     max_to_keep=int(config.checkpoint.max_to_keep))

@@ -7,6 +7,7 @@ global batch (`shard_batch`) and an identical copy of every replicated tree (`re
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -49,3 +50,30 @@ def shard_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh, keys: Sequenc
     `data`."""
     sharding = NamedSharding(mesh, P(AXIS))
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(local_batch[k])) for k in keys}
+
+
+class BatchSizeError(ValueError):
+    """`train.batch_size` does not split over the devices and micro-batches (a config error, named as such)."""
+
+
+def check_batch_size(global_batch_size: int, num_devices: int, grad_accum_steps: int) -> None:
+    """Raises BatchSizeError unless the global batch splits evenly into devices x micro-batches."""
+    if grad_accum_steps < 1:
+        raise BatchSizeError(f"config.train.grad_accum_steps must be >= 1, got {grad_accum_steps}")
+    per_step = num_devices * grad_accum_steps
+    if global_batch_size < 1 or global_batch_size % per_step:
+        lower = max(global_batch_size // per_step, 1) * per_step
+        raise BatchSizeError(
+            f"config.train.batch_size={global_batch_size} must be a positive multiple of the number of devices "
+            f"({num_devices}) x config.train.grad_accum_steps ({grad_accum_steps}) = {per_step}; e.g. "
+            f"--config.train.batch_size={lower} (config.train.scale_lr_with_batch scales the learning rate "
+            "with it)")
+
+
+def initialize_distributed(coordinator_address: str = "", num_processes: int = 0, process_id: int = -1) -> None:
+    """jax.distributed.initialize() for multi-host runs: from the arguments when given, else from the cluster
+    environment JAX detects (SLURM, TPU pods, ...). A no-op for a single-process run."""
+    if coordinator_address:
+        jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
+    elif any(k in os.environ for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES")):
+        jax.distributed.initialize()

@@ -1,13 +1,22 @@
 """AVA v2.2, SlowFast R50 8x8 + ACAR head (HR2O depth 2): reference configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml.
 
-Launch unchanged on real data (files as distributed, under `data.root`):
-  data/ava/frames/<video_id>/image_%06d.jpg            (tools/extract_frames.py: 30 fps from second 900)
-  data/ava/ava_train_v2.2.csv, ava_val_v2.2.csv, ava_val_excluded_timestamps_v2.2.csv,
-  data/ava/ava_action_list_v2.2_for_activitynet_2019.pbtxt,
-  data/ava/person_box_67091280_iou90/*.csv             (the LFB "FAIR" person detections, PySlowFast's files)
-  pretrained/SLOWFAST_R50_K400/                        (tools/convert_torch_checkpoint.py of the reference's
-                                                        pretrained/SLOWFAST_R50_K400.pth.tar)
+Launch unchanged on real data: the files as distributed, under `data.root` = data/ava (field: file):
+  data.frames_dir       frames/<video_id>/image_%06d.jpg  (tools/extract_frames.py: 30 fps from second 900)
+  data.train_csv        ava_train_v2.2.csv                 (AVA v2.2 GT, 80-id actions; ids outside the map skipped)
+  data.val_csv          ava_val_v2.2.csv                   (GT of the evaluation)
+  data.exclusions       ava_val_excluded_timestamps_v2.2.csv
+  data.label_map        ava_action_list_v2.2_for_activitynet_2019.pbtxt   (the 60 evaluated classes)
+  data.train_proposals  person_box_67091280_iou90/ava_detection_train_boxes_and_labels_include_negative_v2.2.csv
+                        (PySlowFast's copy of the LFB "FAIR" person detections; matched boxes carry their GT
+                        box's actions, unmatched ones -1: negatives), kept at score >= 0.9
+  data.val_proposals    person_box_67091280_iou90/ava_detection_val_boxes_and_labels.csv, kept at score >= 0.85
+                        (LFB's ava_val_predicted_boxes.csv, the reference's source, reads the same way)
+  pretrained/SLOWFAST_R50_K400/  (tools/convert_torch_checkpoint.py of the reference's SLOWFAST_R50_K400.pth.tar)
   python run.py --config=configs/ava_slowfast_r50_acar.py --workdir=runs/ava_r50_acar
+Training boxes: the GT boxes plus the proposals >= 0.9 (data_pipelines/ava_files.py states the rule), the
+reference's ava_train_v2.2_with_fair_0.9. Global batch: the paper's 32 clips at lr 0.008 -> 0.064; with
+another `train.batch_size` the rates scale linearly (`train.scale_lr_with_batch`), and the epoch-valued warmup
+and milestones follow the run's real steps per epoch.
 Released reference model: 27.83 mAP (27.74 re-evaluated) on AVA v2.2 val, single scale (model_zoo/README.md).
 """
 
@@ -66,10 +75,12 @@ def get_config() -> ml_collections.ConfigDict:
     data.mean = (0.45, 0.45, 0.45)    # ref: Normalize mean
     data.std = (0.225, 0.225, 0.225)  # ref: Normalize std
     data.box_jitter = 0.075           # ref: neck bbox_jitter scale 0.075, num 1
-    data.box_buckets = (8, 16, 32, 64)  # real AVA keyframes: every one must fit a bucket (crowd scenes)
+    data.box_buckets = (8, 16, 32, 64)  # N_max buckets; a more crowded keyframe adds a last bucket sized from the data
 
     train = config.train
     train.batch_size = 32             # paper: 32 clips per batch (ref: batch_size 1 per GPU x world size)
+    train.scale_lr_with_batch = True  # ref author: lr scales linearly with the global batch (8 clips: 0.016)
+    train.reference_batch_size = 32   # the rates below are for 32 clips (4 nodes x 8 GPUs x 1 clip)
     train.num_epochs = 6.0            # ref: n_epochs: 6
     train.num_steps = -1
     train.pose_softmax = True         # ref: loss ava_criterion pose_softmax: True

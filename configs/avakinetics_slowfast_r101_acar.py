@@ -11,6 +11,16 @@ Files under `data.root` as for AVA (see ava_slowfast_r50_acar.py) plus the Kinet
   python run.py --config=configs/avakinetics_slowfast_r101_acar.py --workdir=runs/avak_r101_acar
 Paper (AVA-Kinetics v1.0 val): 34.58 mAP single scale, 35.44 with 3 scales + flip
 (`--config.data.eval_scales='(256, 288, 320)' --config.data.eval_flip=True`).
+
+Evaluates on: AVA-Kinetics v1.0 val, i.e. AVA v2.2 val (FAIR detections >= 0.7, the paper's test threshold) plus
+the Kinetics val keyframes (your detections >= 0.65): the paper's AVA-Kinetics numbers. The model zoo's 33.70
+(the reference's released AVA-Kinetics R101 model) is NOT on this set: the reference evaluates that model on AVA
+v2.2 val only, with the LFB detections >= 0.85 (its configs/AVA-Kinetics/evalAVA_SLOWFAST_R101_ACAR_HR2O_DEPTH1.
+yaml), since no Kinetics val detections were released. To reproduce 33.70 use
+`configs/avakinetics_slowfast_r101_acar_eval_ava.py`.
+Steps: `num_steps`, `warmup_steps` and `milestone_steps` count steps of 32 clips. With another
+`train.batch_size` the rates scale (`train.scale_lr_with_batch`) but these counts do not: multiply them by
+32 / batch_size to see the same data.
 """
 
 import ml_collections

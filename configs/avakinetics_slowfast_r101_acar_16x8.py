@@ -6,6 +6,8 @@ temporal stride 2") and alpha stays 4, as in PySlowFast's configs/Kinetics/c2/SL
 (NUM_FRAMES 64, SAMPLING_RATE 2, ALPHA 4, FUSION_KERNEL_SZ 5). Everything else is the 8x8 config.
 Kinetics-700 pre-training: 62.6 top-1 (paper).
   python run.py --config=configs/avakinetics_slowfast_r101_acar_16x8.py --workdir=runs/avak_r101_acar_16x8
+Evaluates on AVA-Kinetics v1.0 val (AVA val >= 0.7 + Kinetics val >= 0.65), as `avakinetics_slowfast_r101_acar.py`
+explains; the reference released no 16x8 model.
 """
 
 import ml_collections

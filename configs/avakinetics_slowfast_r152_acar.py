@@ -5,6 +5,8 @@ own pre-training, like their R101: we assume the same backbone settings and 0..2
 as the reference's R101 and its depth-1 HR2O head (the report does not list them separately).
 Paper (AVA-Kinetics v1.0 val): 35.12 mAP single scale (test 34.99), 35.96 with 3 scales + flip.
   python run.py --config=configs/avakinetics_slowfast_r152_acar.py --workdir=runs/avak_r152_acar
+Evaluates on AVA-Kinetics v1.0 val (AVA val >= 0.7 + Kinetics val >= 0.65), as `avakinetics_slowfast_r101_acar.py`
+explains; the reference released no R152 model (the zoo's 33.70 is the R101 on AVA val).
 """
 
 import ml_collections

@@ -2,6 +2,8 @@
 
 64 frames in at stride 2 with alpha 4, as `avakinetics_slowfast_r101_acar_16x8.py` explains.
   python run.py --config=configs/avakinetics_slowfast_r152_acar_16x8.py --workdir=runs/avak_r152_acar_16x8
+Evaluates on AVA-Kinetics v1.0 val (AVA val >= 0.7 + Kinetics val >= 0.65), as `avakinetics_slowfast_r101_acar.py`
+explains; the reference released no R152 model.
 """
 
 import ml_collections

@@ -71,7 +71,8 @@ def get_data_config() -> ml_collections.ConfigDict:
     data.std = (0.225, 0.225, 0.225)
     data.hflip = True                 # random horizontal flip at training
     data.box_jitter = 0.075           # per-coordinate jitter scale (fraction of the box size) at training
-    data.box_buckets = (8, 16, 32)    # N_max buckets: each keyframe goes to the smallest that holds all its boxes
+    data.box_buckets = (8, 16, 32)    # N_max buckets: each keyframe goes to the smallest that holds all its boxes;
+    #                                   a keyframe with more adds one sized from the data (never split or cut)
     data.spatial_buckets = ()         # ((H, W), ...) padded sizes; () = derive from the dataset index
     data.max_spatial_buckets = 4      # derived buckets: each exact size up to this many, else aspect groups
     data.shuffle_seed = 0
@@ -111,6 +112,8 @@ def get_train_config() -> ml_collections.ConfigDict:
     train = ml_collections.ConfigDict()
     train.batch_size = 32             # global clips per step (across all devices and hosts)
     train.grad_accum_steps = 1        # micro-batches per step (batch_size / grad_accum_steps per micro-batch)
+    train.scale_lr_with_batch = False  # linear scaling rule: the schedule's rates x batch_size / reference_batch_size
+    train.reference_batch_size = 32   # the global batch the schedule's rates are given for (the paper: 32 clips)
     train.num_epochs = 6.0            # length of training in epochs of the train set
     train.num_steps = -1              # > 0 overrides num_epochs
     train.pose_softmax = True         # loss: softmax over the 13 pose classes, sigmoid elsewhere

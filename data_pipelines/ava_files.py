@@ -1,7 +1,9 @@
 """Strict readers for the official AVA files: label map (.pbtxt), box CSVs (GT and detections), exclusions.
 
 Every error names the file and the 1-based line. A CSV with bad rows raises one `AvaFormatError` that lists
-each bad row (and nothing else), so a user fixes them all at once and no good row is blamed.
+each bad row (and nothing else), so a user fixes them all at once and no good row is blamed. Files are read as
+distributed: CRLF line endings, blank (trailing) lines, zero-padded timestamps ("0902") and video ids that begin
+with "-" or "_" are all accepted.
 
 Formats (as distributed by the AVA team and by PySlowFast / LFB for detections):
   GT:          video_id,timestamp,x1,y1,x2,y2,action_id,person_id     (one row per (box, action))
@@ -11,6 +13,20 @@ Formats (as distributed by the AVA team and by PySlowFast / LFB for detections):
   exclusions:  video_id,timestamp
 Rows of the same (video, timestamp, box) are merged into one box with multi-hot labels, as PySlowFast's
 `parse_bboxes_file` merges rows on the box coordinates.
+
+Action ids outside the label map (the 20 of AVA's 80 ids that the 60-class map omits) are skipped with one
+counted `UnknownActionWarning` per file, in GT and in proposals alike: the LFB training proposals
+(`person_box_67091280_iou90/ava_detection_train_boxes_and_labels_include_negative_v2.2.csv`) copy the full
+80-id labels of the GT box they match. A GT box left without a known label is dropped; a proposal is kept as a
+negative (all-zero labels), as is a proposal whose action is -1 or empty (a person, no action).
+
+How proposals and GT combine for training (`load_keyframe_records(..., "train")`, docs/design.md "Training
+boxes"): the GT boxes of `data.train_csv`, plus the proposals of `data.train_proposals` with score >=
+`data.train_proposal_threshold`; a proposal with exactly a GT box's coordinates merges into that box (labels
+unioned), as PySlowFast keys boxes on their coordinates. This is the reference's `ava_train_v2.2_with_fair_0.9`
+set (GT + FAIR detections >= 0.9, detection-only boxes with person_id -1) and PySlowFast's AVA recipe (the GT
+CSV and the include_negative file in one box list, detections >= DETECTION_SCORE_THRESH). `data.train_csv = ""`
+trains on the proposals alone, with their labels.
 """
 
 from __future__ import annotations
@@ -40,7 +56,11 @@ class AvaFormatError(ValueError):
 
 
 class UnknownActionWarning(UserWarning):
-    """GT rows whose action id is not in the label map were skipped (e.g. the 20 the 60-class map omits)."""
+    """Rows whose action id is not in the label map were skipped (e.g. the 20 the 60-class map omits)."""
+
+
+class MissingDataError(FileNotFoundError):
+    """A file or folder a `config.data.*` field points at does not exist; the message names the field."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,8 +207,9 @@ def read_box_annotations(path: str, label_map: LabelMap, *, with_scores: bool = 
     `person_id_optional`: GT rows may also have 7 columns, without person_id (-1): the AVA-Kinetics
     `kinetics_{train,val}_v1.0.csv` rows are `youtube_id,timestamp,x1,y1,x2,y2,action_id`.
 
-    GT rows whose action id is not in the label map are skipped with one counted `UnknownActionWarning`
-    (boxes left with no known label are dropped, and counted); in a detections file an unknown id is an error.
+    Rows whose action id is not in the label map are skipped with one counted `UnknownActionWarning`. A GT
+    box left with no known label is dropped (and counted); a detection box is kept with all-zero labels (a
+    person doing none of the map's actions: a negative), like a detection row whose action is empty or -1.
     Order: the order of first appearance in the file.
     """
     errors: list[str] = []
@@ -243,28 +264,27 @@ def read_box_annotations(path: str, label_map: LabelMap, *, with_scores: bool = 
                 errors.append(f"{where}: action_id must be an integer, found {action_field!r}")
                 continue
             if action_id not in label_map:
-                if with_scores:
-                    errors.append(f"{where}: action id {action_id} is not in the label map "
-                                  f"{label_map.path}")
-                else:
-                    skipped_lines.append(line_no)
-                    skipped_ids.add(action_id)
-                # a GT row of an unknown class still declares its box: keep the box, without this label
+                skipped_lines.append(line_no)
+                skipped_ids.add(action_id)
+                # a row of an unknown class still declares its box: keep the box, without this label
         key = (video_id, timestamp, box)
         entry = merged.get(key)
         if entry is None:
             entry = merged[key] = {"labels": set(), "score": score, "person_id": person_id,
-                                   "line": line_no}
+                                   "line": line_no, "unknown": False}
         if action_id is not None and action_id in label_map:
             entry["labels"].add(label_map.index_of(action_id))
+        elif action_id is not None:
+            entry["unknown"] = True
     if errors:
         raise AvaFormatError(_bad_rows_message(path, errors))
 
-    boxes, dropped = [], 0
+    boxes, unlabelled = [], 0
     for (video_id, timestamp, box), entry in merged.items():
-        if not with_scores and not entry["labels"]:
-            dropped += 1          # every label of this GT box is outside the label map
-            continue
+        if not entry["labels"] and entry["unknown"]:
+            unlabelled += 1       # every label of this box is outside the label map
+            if not with_scores:
+                continue          # a GT box: dropped
         labels = np.zeros([label_map.num_classes], np.float32)
         labels[sorted(entry["labels"])] = 1.0
         boxes.append(AvaBox(video_id, timestamp, box, labels, entry["score"], entry["person_id"],
@@ -274,7 +294,9 @@ def read_box_annotations(path: str, label_map: LabelMap, *, with_scores: bool = 
             f"{path}: skipped {len(skipped_lines)} row(s) with action ids not in the label map "
             f"{label_map.path} (ids {sorted(skipped_ids)}; lines {skipped_lines[:10]}"
             f"{' ...' if len(skipped_lines) > 10 else ''}); "
-            f"{dropped} box(es) had no other label and were dropped", UnknownActionWarning, stacklevel=2)
+            f"{unlabelled} box(es) had no other label and "
+            f"{'were kept as negatives (all-zero labels)' if with_scores else 'were dropped'}",
+            UnknownActionWarning, stacklevel=2)
     return boxes
 
 
@@ -315,6 +337,20 @@ def resolve_path(root: str, name: str) -> str:
 def _select_proposals(boxes: list[AvaBox], threshold: float) -> list[AvaBox]:
     """Keeps detections with score >= threshold (PySlowFast's `parse_bboxes_file` drops score < threshold)."""
     return [b for b in boxes if b.score >= threshold]
+
+
+def merge_gt_and_proposals(gt: list[AvaBox], proposals: list[AvaBox]) -> list[AvaBox]:
+    """GT boxes, then the proposals; a proposal with exactly a GT box's (video, second, coordinates) merges
+    into it (labels unioned, the GT's score and person_id kept), as PySlowFast's coordinate-keyed merge."""
+    out: dict[tuple, AvaBox] = {}
+    for b in gt + proposals:
+        key = (b.video_id, b.timestamp, b.box)
+        first = out.get(key)
+        if first is None:
+            out[key] = b
+        else:
+            out[key] = dataclasses.replace(first, labels=np.maximum(first.labels, b.labels))
+    return list(out.values())
 
 
 def _group(boxes: list[AvaBox]) -> dict[tuple[str, int], list[AvaBox]]:
@@ -423,12 +459,45 @@ def _kinetics_sources(groups, videos_dir: str, frames_root: str, fps: int,
     return sources
 
 
+def _data_fields(data_config, split: str) -> list[tuple[str, bool]]:
+    """(config.data field, is a folder) of every path `split` reads."""
+    fields = [("label_map", False), ("frames_dir", True)]
+    if split == "train":
+        fields += [("train_csv", False), ("train_proposals", False)]
+    else:
+        fields += [("val_csv", False), ("val_proposals", False), ("exclusions", False)]
+    if data_config.dataset == "ava_kinetics":
+        fields += [("kinetics_videos_dir", True), (f"kinetics_{split}_csv", False)]
+        if split == "val":
+            fields.append(("kinetics_val_proposals", False))
+    return [(name, folder) for name, folder in fields if data_config[name]]
+
+
+def check_data_files(data_config, splits=("train", "val")) -> None:
+    """Raises MissingDataError naming the `config.data.*` field of the first file or folder of `splits` that
+    does not exist, so that a run stops before step 0 (not after training, at the first eval)."""
+    if data_config.dataset == "synthetic":
+        return
+    root = data_config.root
+    if not os.path.isdir(root):
+        raise MissingDataError(f"config.data.root: the dataset root {root!r} does not exist (working directory "
+                               f"{os.getcwd()}); point --config.data.root at the folder holding the AVA files")
+    for split in splits:
+        for name, folder in _data_fields(data_config, split):
+            path = resolve_path(root, data_config[name])
+            if not (os.path.isdir(path) if folder else os.path.isfile(path)):
+                kind = "folder" if folder else "file"
+                raise MissingDataError(f"config.data.{name}: no such {kind} {path} (config.data.{name}="
+                                       f"{data_config[name]!r}, relative to config.data.root={root!r})")
+
+
 def load_keyframe_records(data_config, split: str, *, skip_missing_kinetics: bool = False
                           ) -> list[KeyframeRecord]:
     """All keyframes of a split with their boxes, labels and frame source, sorted by (video_id, timestamp).
 
     train: GT boxes, plus the training proposals with score >= `train_proposal_threshold` as extra boxes with
-           their labels as given (the reference's `ava_train_v2.2_with_fair_0.9` set).
+           their labels as given (the reference's `ava_train_v2.2_with_fair_0.9` set; the module docstring
+           states the rule).
     val:   proposals with score >= `val_proposal_threshold` (GT when `val_proposals` is ""), excluded
            keyframes dropped. AVA-Kinetics adds the Kinetics keyframes of `kinetics_{train,val}_csv` (GT;
            at val the `kinetics_val_proposals` above `kinetics_val_proposal_threshold` when given).
@@ -439,14 +508,17 @@ def load_keyframe_records(data_config, split: str, *, skip_missing_kinetics: boo
     if data_config.dataset not in ("synthetic", "ava", "ava_kinetics"):
         raise ValueError(f"data.dataset must be 'synthetic', 'ava' or 'ava_kinetics', "
                          f"got {data_config.dataset!r}")
+    check_data_files(data_config, (split,))
     root = data_config.root
     label_map = read_label_map(resolve_path(root, data_config.label_map))
     if split == "train":
-        boxes = read_box_annotations(resolve_path(root, data_config.train_csv), label_map)
+        boxes = (read_box_annotations(resolve_path(root, data_config.train_csv), label_map)
+                 if data_config.train_csv else [])
         if data_config.train_proposals:
             proposals = read_box_annotations(resolve_path(root, data_config.train_proposals), label_map,
                                              with_scores=True)
-            boxes += _select_proposals(proposals, data_config.train_proposal_threshold)
+            boxes = merge_gt_and_proposals(boxes, _select_proposals(proposals,
+                                                                    data_config.train_proposal_threshold))
     elif data_config.val_proposals:
         proposals = read_box_annotations(resolve_path(root, data_config.val_proposals), label_map, with_scores=True)
         boxes = _select_proposals(proposals, data_config.val_proposal_threshold)

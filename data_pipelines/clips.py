@@ -24,6 +24,7 @@ import av
 import ml_collections
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from PIL import Image
 
 from data_pipelines import frame_index, transforms
@@ -34,8 +35,39 @@ Size = tuple[int, int]
 
 # ----------------------------------------------------------------------------------------------- buckets
 
+BOX_BUCKET_ROUNDING = 8   # a bucket sized from the data is the largest keyframe's box count rounded up to this
+
+
+def data_box_buckets(box_counts: Sequence[int], box_buckets: Sequence[int]) -> tuple[int, ...]:
+    """The N_max buckets of a dataset: `config.data.box_buckets`, plus, when the most crowded keyframe has more
+    boxes than the largest of them, one last bucket sized from the data (its box count rounded up to a multiple
+    of BOX_BUCKET_ROUNDING). So every keyframe fits one bucket whole: none is split, truncated or refused."""
+    buckets = sorted({int(b) for b in box_buckets})
+    if not buckets or buckets[0] < 1:
+        raise ValueError(f"config.data.box_buckets must be positive box counts, got {tuple(box_buckets)}")
+    largest = max(box_counts, default=0)
+    if largest > buckets[-1]:
+        buckets.append(_ceil_div(largest, BOX_BUCKET_ROUNDING) * BOX_BUCKET_ROUNDING)
+    return tuple(buckets)
+
+
+_LOGGED_HISTOGRAMS: set[str] = set()
+
+
+def log_box_bucket_histogram(items: Sequence[KeyframePlan], what: str) -> str:
+    """Logs (once per distinct message) how many keyframes fall in each N_max bucket; returns the message."""
+    counts = collections.Counter(it.n_max for it in items)
+    most = max((it.record.num_boxes for it in items), default=0)
+    message = (f"{what}: keyframes per N_max box bucket {dict(sorted(counts.items()))} "
+               f"(most crowded keyframe: {most} boxes)")
+    if message not in _LOGGED_HISTOGRAMS:
+        _LOGGED_HISTOGRAMS.add(message)
+        logging.info("%s", message)
+    return message
+
+
 def box_bucket(num_boxes: int, box_buckets: Sequence[int]) -> int:
-    """The smallest N_max bucket holding `num_boxes` (a keyframe is never split or truncated)."""
+    """The smallest N_max bucket holding `num_boxes` (buckets from `data_box_buckets` hold every keyframe)."""
     for n_max in sorted(box_buckets):
         if num_boxes <= n_max:
             return int(n_max)
@@ -194,12 +226,13 @@ def _plan_items(records: Sequence[KeyframeRecord], data_config: ml_collections.C
                              f"{num_classes}], got {rec.labels.shape}")
     sizes = _original_sizes(records)
     buckets = spatial_buckets(sizes, data_config, scale)
+    n_max_buckets = data_box_buckets([rec.num_boxes for rec in records], data_config.box_buckets)
     items = []
     for rec, (h, w) in zip(records, sizes, strict=True):
         resize_hw = transforms.resized_hw(h, w, scale)
         try:
             pad_hw = assign_spatial_bucket(resize_hw, buckets)
-            n_max = box_bucket(rec.num_boxes, data_config.box_buckets)
+            n_max = box_bucket(rec.num_boxes, n_max_buckets)
         except ValueError as e:
             raise ValueError(f"{_keyframe_name(rec)} (frames {h}x{w}, {rec.num_boxes} boxes): {e}") from e
         items.append(KeyframePlan(rec, resize_hw, pad_hw, n_max))
@@ -384,6 +417,7 @@ class TrainInput:
         self.seed = int(seed)
         self.config = data_config
         self.items = _plan_items(list(records), data_config, int(data_config.short_side), num_classes)
+        log_box_bucket_histogram(self.items, "train")
         self._groups: dict[tuple[Size, int], int] = collections.Counter(it.bucket for it in self.items)
         self.steps_per_epoch = sum(n // global_batch_size for n in self._groups.values())
         if self.steps_per_epoch == 0:
@@ -519,6 +553,7 @@ def eval_batches(records: Sequence[KeyframeRecord], data_config: ml_collections.
     records = list(records)
     num_classes = int(records[0].labels.shape[1]) if records else 0
     items = _plan_items(records, data_config, int(scale), num_classes)
+    log_box_bucket_histogram(items, "eval")
     groups: dict[tuple[Size, int], list[KeyframePlan]] = collections.defaultdict(list)
     for item in items:
         groups[item.bucket].append(item)

@@ -89,6 +89,11 @@ R50_ACAR = {  # reference configs/AVA/SLOWFAST_R50_ACAR_HR2O.yaml
     "train.schedule.lr_mults": (0.1, 0.1), "train.schedule.warmup_steps": -1,
     "train.schedule.milestone_steps": (),
     "checkpoint.init_from": "pretrained/SLOWFAST_R50_K400", "checkpoint.init_scope": "backbone",
+    "train.batch_size": 32, "train.scale_lr_with_batch": True, "train.reference_batch_size": 32,
+    "data.root": "data/ava", "data.frames_dir": "frames", "data.train_csv": "ava_train_v2.2.csv",
+    "data.train_proposals":
+        "person_box_67091280_iou90/ava_detection_train_boxes_and_labels_include_negative_v2.2.csv",
+    "data.val_proposals": "person_box_67091280_iou90/ava_detection_val_boxes_and_labels.csv",
 }
 R50_LINEAR = {**R50_ACAR, "model.head.type": "linear"}  # reference SLOWFAST_R50_baseline.yaml
 R101_ACAR = {  # reference SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml + slowfast.py defaults (docs/reference_configs.md)
@@ -103,7 +108,8 @@ R101_ACAR = {  # reference SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml + slowfast.py def
 }
 AVAK_R101 = {  # R101 architecture + the paper's AVA-Kinetics recipe (paper_facts.md)
     **R101_ACAR,
-    "data.dataset": "ava_kinetics", "data.kinetics_train_csv": "kinetics_train_v1.0.csv",
+    "data.dataset": "ava_kinetics", "data.root": "data/ava_kinetics",
+    "data.kinetics_train_csv": "kinetics_train_v1.0.csv",
     "data.kinetics_val_csv": "kinetics_val_v1.0.csv",
     "data.val_proposal_threshold": 0.7, "data.kinetics_val_proposal_threshold": 0.65,
     "train.batch_size": 32, "train.num_epochs": 6.0, "train.num_steps": 55_000,
@@ -118,6 +124,11 @@ AVAK_R152 = {**AVAK_R101, "model.backbone.layers": (3, 8, 36, 3),
 AVAK_R152_16 = {**AVAK_R152, "data.num_frames": 64, "data.frame_stride": 2, "model.backbone.alpha": 4,
                 "checkpoint.init_from": "pretrained/SLOWFAST_R152_16x8_K700"}
 
+AVAK_R101_EVAL_AVA = {  # the zoo's AVA-Kinetics model on AVA val (reference evalAVA_..._DEPTH1.yaml)
+    **{k: v for k, v in R101_ACAR.items() if not k.startswith("train.")},
+    "data.dataset": "ava", "data.val_proposal_threshold": 0.85, "data.kinetics_val_csv": "",
+    "data.kinetics_val_proposals": "", "checkpoint.init_from": "",
+}
 EXPECTED = {
     "ava_slowfast_r50_acar.py": R50_ACAR,
     "ava_slowfast_r50_linear.py": R50_LINEAR,
@@ -126,6 +137,7 @@ EXPECTED = {
     "avakinetics_slowfast_r101_acar_16x8.py": AVAK_R101_16,
     "avakinetics_slowfast_r152_acar.py": AVAK_R152,
     "avakinetics_slowfast_r152_acar_16x8.py": AVAK_R152_16,
+    "avakinetics_slowfast_r101_acar_eval_ava.py": AVAK_R101_EVAL_AVA,
 }
 
 

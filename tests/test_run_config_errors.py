@@ -82,3 +82,45 @@ def jax_tree_add(tree, value):
     import jax  # noqa: PLC0415
 
     return jax.tree.map(lambda x: x + value, tree)
+
+
+# ----------------------------------------------- user errors of a real run: one line, no traceback (issue 12)
+
+R50 = os.path.join(REPO, "configs", "ava_slowfast_r50_acar.py")
+
+
+def _run_in(cwd, *args):
+    """run.py from `cwd` (the paper config's data.root "data/ava" is relative to it); (status, stderr)."""
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "run.py"), f"--config={R50}",
+                           f"--workdir={cwd / 'run'}", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"))
+    return proc.returncode, proc.stderr
+
+
+def _last_line(stderr):
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return stderr.strip().splitlines()[-1]
+
+
+def test_batch_size_that_does_not_split_is_one_line_naming_the_field(tmp_path):
+    code, stderr = _run_in(tmp_path, "--config.train.batch_size=3", "--config.train.grad_accum_steps=2")
+    assert code == 1
+    assert _last_line(stderr).startswith("error: config.train.batch_size=3 must be a positive multiple of the "
+                                         "number of devices (1) x config.train.grad_accum_steps (2) = 2")
+
+
+def test_missing_data_root_is_one_line_naming_the_field(tmp_path):
+    code, stderr = _run_in(tmp_path)
+    assert code == 1
+    assert _last_line(stderr).startswith("error: config.data.root: the dataset root 'data/ava' does not exist")
+
+
+def test_missing_annotation_file_is_one_line_naming_the_field(tmp_path):
+    from tests.helpers import ava_corpus  # noqa: PLC0415
+
+    root = ava_corpus.write_corpus(tmp_path / "data" / "ava", frames=False)
+    (root / ava_corpus.VAL_PROPOSALS).unlink()      # a val file: refused before training starts
+    code, stderr = _run_in(tmp_path)
+    last = _last_line(stderr)
+    assert code == 1 and last.startswith("error: config.data.val_proposals: no such file ")
+    assert ava_corpus.VAL_PROPOSALS in last and "relative to config.data.root='data/ava'" in last

@@ -4,6 +4,15 @@ The reference sets the rate of iteration s before running it (`scheduler.step(cu
 uses `base_lr`; epoch-valued milestones and warmup become steps by `int(epochs * steps_per_epoch)` (truncation),
 and the cosine period is `num_epochs * steps_per_epoch`. The rate is a pure function of the global step, computed
 on the host in float64 as the reference's Python does and fed to the jitted step as a scalar.
+
+Milestones and warmup given in epochs follow the actual steps per epoch of the run (`TrainInput.steps_per_epoch`,
+which shrinks as `train.batch_size` grows), so they stay at the same point of the data whatever the batch. Fields
+given in steps (`num_steps`, `warmup_steps`, `milestone_steps`) are absolute.
+
+Linear scaling rule (Goyal et al. 2017; the ACAR-Net author's advice for fewer GPUs): with
+`train.scale_lr_with_batch`, `base_lr`, `warmup_lr` and `min_lr` are the rates of a global batch of
+`train.reference_batch_size` clips and are multiplied by `batch_size / reference_batch_size` (the paper: 32 clips,
+0.008 -> 0.064; 8 clips: 0.002 -> 0.016).
 """
 
 from __future__ import annotations
@@ -76,11 +85,22 @@ def total_train_steps(train_config: ml_collections.ConfigDict, steps_per_epoch: 
 
 
 
+def lr_scale(train_config: ml_collections.ConfigDict) -> float:
+    """`batch_size / reference_batch_size` under `train.scale_lr_with_batch`, else 1."""
+    if not bool(train_config.scale_lr_with_batch):
+        return 1.0
+    reference = int(train_config.reference_batch_size)
+    if reference < 1:
+        raise ValueError(f"config.train.reference_batch_size must be >= 1 with config.train.scale_lr_with_batch, "
+                         f"got {reference}")
+    return int(train_config.batch_size) / reference
+
+
 def create_schedule(train_config: ml_collections.ConfigDict, steps_per_epoch: int) -> Schedule:
     """The schedule of `train_config.schedule` (configs/default.py) for `steps_per_epoch` global steps/epoch.
 
     `warmup_steps` / `milestone_steps` (the paper's AVA-Kinetics recipe is given in iterations) override the
-    epoch-valued fields when set.
+    epoch-valued fields when set. The rates are scaled by `lr_scale(train_config)`.
     """
     sched = train_config.schedule
     if int(sched.warmup_steps) > 0:
@@ -91,7 +111,9 @@ def create_schedule(train_config: ml_collections.ConfigDict, steps_per_epoch: in
         milestones = tuple(int(m) for m in sched.milestone_steps)
     else:
         milestones = tuple(epochs_to_steps(float(m), steps_per_epoch) for m in sched.milestone_epochs)
-    return Schedule(type=str(sched.type), base_lr=float(sched.base_lr), warmup_lr=float(sched.warmup_lr),
-                    warmup_steps=warmup, milestones=milestones, lr_mults=tuple(float(m) for m in sched.lr_mults),
+    scale = lr_scale(train_config)
+    return Schedule(type=str(sched.type), base_lr=float(sched.base_lr) * scale,
+                    warmup_lr=float(sched.warmup_lr) * scale, warmup_steps=warmup, milestones=milestones,
+                    lr_mults=tuple(float(m) for m in sched.lr_mults),
                     total_steps=total_train_steps(train_config, steps_per_epoch),
-                    min_lr=float(sched.min_lr))
+                    min_lr=float(sched.min_lr) * scale)

@@ -22,7 +22,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from acar_jax.parallel import AXIS
+from acar_jax.parallel import AXIS, BatchSizeError, check_batch_size  # noqa: F401 (re-exported)
 from acar_jax.training import optim
 
 RoiLossFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # (logits, labels, box_mask) -> [B, N]
@@ -54,15 +54,6 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                        opt_state=tx.init(params))
     return graphdef, rng_state, state
-
-
-def check_batch_size(global_batch_size: int, num_devices: int, grad_accum_steps: int) -> None:
-    """Raises ValueError unless the global batch splits evenly into devices x micro-batches."""
-    if grad_accum_steps < 1:
-        raise ValueError(f"train.grad_accum_steps must be >= 1, got {grad_accum_steps}")
-    if global_batch_size % (num_devices * grad_accum_steps):
-        raise ValueError(f"train.batch_size={global_batch_size} must be divisible by the number of devices "
-                         f"({num_devices}) x train.grad_accum_steps ({grad_accum_steps})")
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, mesh: Mesh, *,

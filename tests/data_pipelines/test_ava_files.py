@@ -7,6 +7,7 @@ file and the 1-based line, and a bad row costs nothing else (the error lists exa
 from __future__ import annotations
 
 import re
+import shutil
 import warnings
 
 import numpy as np
@@ -182,9 +183,18 @@ def test_gt_unknown_action_skipped_with_counted_warning(tmp_path, label_map):
     assert len(boxes) == 4
 
 
-def test_detection_unknown_action_is_an_error(tmp_path):
-    _, message = _bad_row(tmp_path, "1j20qq1JyX4,0904,0.1,0.1,0.5,0.9,2,0.95", with_scores=True)
-    assert "action id 2 is not in the label map" in message
+def test_detection_unknown_action_skipped_with_counted_warning_never_an_error(tmp_path, label_map):
+    rows = ("v,0902,0.1,0.1,0.5,0.9,2,0.95\nv,0902,0.1,0.1,0.5,0.9,12,0.95\n"   # 2 is outside the 60
+            "v,0902,0.6,0.1,0.9,0.9,16,0.91\nv,0903,0.1,0.1,0.5,0.9,-1,0.9\n")
+    path = fx.write(tmp_path / "det.csv", rows)
+    with pytest.warns(UnknownActionWarning) as caught:
+        boxes = read_box_annotations(path, label_map, with_scores=True)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert f"{path}: skipped 2 row(s)" in message and "ids [2, 16]" in message and "lines [1, 3]" in message
+    assert "1 box(es) had no other label and were kept as negatives" in message
+    assert [np.flatnonzero(b.labels).tolist() for b in boxes] == [[label_map.index_of(12)], [], []]
+    assert [b.score for b in boxes] == pytest.approx([0.95, 0.91, 0.9])
 
 
 def test_missing_frame_folder(tmp_path):
@@ -294,3 +304,109 @@ def test_seven_columns_still_an_error_for_ava_gt(tmp_path, label_map):
     path = fx.write(tmp_path / "gt.csv", "v,0902,0.1,0.1,0.5,0.9,12\n")
     with pytest.raises(AvaFormatError, match=f"{re.escape(path)}:1: expected 8 columns"):
         read_box_annotations(path, label_map)
+
+
+# --------------------------------------------------------------------- the real-format corpus (issue 12)
+
+from tests.helpers import ava_corpus  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return ava_corpus.write_corpus(tmp_path_factory.mktemp("corpus") / "data" / "ava")
+
+
+def _r50_data(root):
+    """config.data of configs/ava_slowfast_r50_acar.py, unchanged but for the root."""
+    from configs import ava_slowfast_r50_acar  # noqa: PLC0415
+
+    data = ava_slowfast_r50_acar.get_config().data
+    data.root = str(root)
+    return data
+
+
+def test_corpus_is_in_the_distributed_format(corpus):
+    raw = (corpus / ava_corpus.TRAIN_PROPOSALS).read_bytes()
+    assert raw.endswith(b"\r\n\r\n\r\n") and b"\r\n" in raw and b",0902," in raw
+    rows = [r.split(",") for r in raw.decode().split("\r\n") if r]
+    assert {len(r) for r in rows} == {8}
+    ids = {int(r[6]) for r in rows}
+    assert -1 in ids and ids & set(ava_corpus.OUTSIDE_60)
+    assert {r[0][0] for r in rows} >= {"-", "_"}
+
+
+def test_lfb_training_proposals_read_with_one_counted_warning(corpus, label_map):
+    with pytest.warns(UnknownActionWarning) as caught:
+        boxes = read_box_annotations(str(corpus / ava_corpus.TRAIN_PROPOSALS), label_map, with_scores=True)
+    assert len(caught) == 1 and "skipped 24 row(s)" in str(caught[0].message)   # 4 x id 2 + 20 crowd rows
+    by_key = {(b.video_id, b.timestamp, b.box): b for b in boxes}
+    matched = by_key[("-dashFirst1", 902, (0.11, 0.16, 0.45, 0.94))]
+    assert np.flatnonzero(matched.labels).tolist() == [label_map.index_of(12), label_map.index_of(80)]
+    person = by_key[("-dashFirst1", 902, (0.6, 0.2, 0.8, 0.7))]
+    assert not person.labels.any() and person.score == pytest.approx(0.93)
+    crowd = [b for b in boxes if (b.video_id, b.timestamp) == ava_corpus.CROWD_TRAIN]
+    assert len(crowd) == 60 and not any(b.labels.any() for b in crowd)   # outside the 60 or -1: negatives
+
+
+def test_train_records_gt_plus_proposals_over_threshold(corpus, label_map):
+    with pytest.warns(UnknownActionWarning):
+        records = load_keyframe_records(_r50_data(corpus), "train")
+    keys = [(r.video_id, r.timestamp) for r in records]
+    assert keys == [("-dashFirst1", 902), ("-dashFirst1", 903), ("_underFirst", 902), ("_underFirst", 903),
+                    ("wideVideo_2", 903)]
+    first = records[0]
+    # GT a (12, 80; id 2 skipped), GT b (17), the matched proposal (0.98), the person box (0.93); 0.55 dropped
+    assert first.num_boxes == 4 and first.scores.tolist() == pytest.approx([1.0, 1.0, 0.98, 0.93])
+    assert first.person_ids.tolist() == [0, 1, -1, -1]
+    assert first.labels.sum(1).tolist() == [2, 1, 2, 0]
+    assert first.source.keyframe_index == (902 - 900) * 30 + 1 and first.source.frames_dir.endswith("-dashFirst1")
+    assert records[-1].num_boxes == ava_corpus.CROWD
+
+
+def test_proposal_on_a_gt_box_merges_into_it(tmp_path, label_map):
+    fx.write_ava_root(tmp_path)
+    fx.write(tmp_path / "train_proposals.csv", "-5KQ66BBWC4,0902,0.077,0.151,0.283,0.811,17,0.95\n"
+                                               "-5KQ66BBWC4,0902,0.077,0.151,0.283,0.811,-1,0.95\n")
+    r902 = load_keyframe_records(fx.data_config(tmp_path), "train")[0]
+    assert r902.num_boxes == 2 and r902.person_ids.tolist() == [1, 0] and r902.scores.tolist() == [1.0, 1.0]
+    assert np.flatnonzero(r902.labels[0]).tolist() == sorted(label_map.index_of(a) for a in (12, 17, 80))
+
+
+def test_proposals_alone_when_train_csv_is_empty(corpus):
+    with pytest.warns(UnknownActionWarning):
+        records = load_keyframe_records(_with(_r50_data(corpus), train_csv=""), "train")
+    assert records[0].num_boxes == 2 and (records[0].person_ids == -1).all()
+
+
+def _with(data, **fields):
+    for k, v in fields.items():
+        data[k] = v
+    return data
+
+
+def test_val_records_proposals_exclusions_and_the_crowd(corpus):
+    with pytest.warns(UnknownActionWarning):
+        records = load_keyframe_records(_r50_data(corpus), "val")
+    keys = {(r.video_id, r.timestamp) for r in records}
+    assert ava_corpus.EXCLUDED not in keys and len(records) == 2 * len(ava_corpus.VAL_VIDEOS) - 1
+    crowd = [r for r in records if (r.video_id, r.timestamp) == ava_corpus.CROWD_VAL][0]
+    assert crowd.num_boxes == ava_corpus.CROWD and crowd.labels.sum() == ava_corpus.CROWD // 2   # as given
+    others = [r for r in records if (r.video_id, r.timestamp) != ava_corpus.CROWD_VAL]
+    assert all(r.num_boxes == 2 for r in others)             # 0.97 and 0.9 kept, 0.84 < 0.85 dropped
+
+
+@pytest.mark.parametrize("field, missing", [
+    ("root", None), ("label_map", "ava_action_list_v2.2_for_activitynet_2019.pbtxt"),
+    ("train_proposals", ava_corpus.TRAIN_PROPOSALS), ("val_proposals", ava_corpus.VAL_PROPOSALS),
+    ("frames_dir", "frames"), ("exclusions", "ava_val_excluded_timestamps_v2.2.csv")])
+def test_missing_data_names_the_config_field(tmp_path, field, missing):
+    root = tmp_path / "data" / "ava"
+    data = _r50_data(root)
+    if missing is not None:
+        ava_corpus.write_corpus(root, frames=False)
+        target = root / missing
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    with pytest.raises(ava_files.MissingDataError, match=rf"^config\.data\.{field}: ") as err:
+        ava_files.check_data_files(data)
+    assert "\n" not in str(err.value)
+

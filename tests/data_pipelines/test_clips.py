@@ -179,10 +179,36 @@ def test_spatial_buckets_exact_sizes_aspect_groups_and_rescaling():
         assert bucket[0] == scale and clips.assign_spatial_bucket((scale, int(scale * 453 / 340)), [bucket])
 
 
-def test_keyframe_fitting_no_bucket_is_an_error_naming_it(tmp_path):
-    records = _records(str(tmp_path), keyframes=(4,), extra_boxes=8)
-    with pytest.raises(ValueError, match=r"keyframe wide,904 .*9 boxes exceed the largest N_max bucket 8"):
-        clips.TrainInput(records, _data_config(), global_batch_size=1, seed=0, num_classes=K)
+def test_box_buckets_are_sized_from_the_data():
+    assert clips.data_box_buckets([1, 3, 8], (4, 8)) == (4, 8)
+    assert clips.data_box_buckets([1, 9], (8, 4)) == (4, 8, 16)        # the largest keyframe, rounded up to 8
+    assert clips.data_box_buckets([100, 2], (8, 16, 32, 64)) == (8, 16, 32, 64, 104)
+    assert clips.data_box_buckets([], (8,)) == (8,)
+    with pytest.raises(ValueError, match="config.data.box_buckets must be positive"):
+        clips.data_box_buckets([1], (0, 8))
+
+
+def test_keyframe_of_100_boxes_is_never_split_truncated_or_refused(tmp_path):
+    """A crowded keyframe beyond the largest configured bucket (8) gets a bucket sized from the data (104):
+    all its boxes reach the batch, in train and eval, and the bucket histogram is logged."""
+    crowd = _records(str(tmp_path), keyframes=(4,), extra_boxes=99)[0]
+    assert crowd.num_boxes == 100
+    records = [crowd] + _records(str(tmp_path), keyframes=(5, 6))
+    data = _data_config()
+    train = clips.TrainInput(records, data, global_batch_size=1, seed=0, num_classes=K)
+    assert {it.n_max for it in train.items} == {4, 104}
+    message = clips.log_box_bucket_histogram(train.items, "train")
+    assert message == "train: keyframes per N_max box bucket {4: 4, 104: 1} (most crowded keyframe: 100 boxes)"
+    crowd_step = next(s for s in range(train.steps_per_epoch) if train.step_records(s)[1].tolist() == [0])
+    batch = next(train.iterator(start_step=crowd_step))
+    assert batch["boxes"].shape == (1, 104, 4) and int(batch["box_mask"].sum()) == 100
+    evals = list(clips.eval_batches(records, data, batch_size=2, scale=96, flip=False))
+    crowded = [b for b in evals if b["boxes"].shape[1] == 104]
+    assert len(crowded) == 1 and crowded[0]["clip_mask"].tolist() == [True, False]
+    np.testing.assert_array_equal(crowded[0]["orig_boxes"][0, :100], crowd.boxes)
+
+
+def test_keyframe_fitting_no_spatial_bucket_is_an_error_naming_it(tmp_path):
     records = _records(str(tmp_path), keyframes=(5,))
     with pytest.raises(ValueError, match=r"keyframe wide,905 \(frames 150x250.*fits no spatial bucket"):
         clips.eval_batches(records, _data_config(spatial_buckets=((96, 150),)), batch_size=1, scale=96,

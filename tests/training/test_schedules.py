@@ -79,3 +79,36 @@ def test_bad_schedule_is_named(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         schedules.Schedule(**args)
+
+
+def test_linear_scaling_rule_scales_the_rates_by_batch_over_reference():
+    train = default.get_train_config()
+    train.scale_lr_with_batch, train.reference_batch_size = True, 32
+    train.num_steps = 100
+    for batch, base, peak in ((32, 0.008, 0.064), (8, 0.002, 0.016), (64, 0.016, 0.128)):
+        train.batch_size = batch
+        sched = schedules.create_schedule(train, steps_per_epoch=10)
+        assert (sched.base_lr, sched.warmup_lr) == pytest.approx((base, peak), rel=1e-12), batch
+        assert sched.lr(0) == pytest.approx(base, rel=1e-12) and sched.lr(10) == pytest.approx(peak, rel=1e-12)
+        assert sched.lr(57) == pytest.approx(peak * 0.1, rel=1e-12)      # milestones 56, 58
+    train.scale_lr_with_batch = False                   # off: the rates as given, whatever the batch
+    assert schedules.create_schedule(train, steps_per_epoch=10).warmup_lr == 0.064
+    train.scale_lr_with_batch, train.reference_batch_size = True, 0
+    with pytest.raises(ValueError, match="config.train.reference_batch_size must be >= 1"):
+        schedules.create_schedule(train, steps_per_epoch=10)
+
+
+def test_epoch_milestones_follow_the_actual_steps_per_epoch_of_each_batch_size():
+    """The paper's R50 schedule on 1,000 keyframes: steps per epoch is the data over the batch, and the warmup
+    and milestones land on the same epochs (1, 5.6, 5.8) at any batch size, as the reference's int(x * E)."""
+    from configs import ava_slowfast_r50_acar  # noqa: PLC0415
+
+    train = ava_slowfast_r50_acar.get_config().train
+    for batch in (32, 8, 2):
+        train.batch_size = batch
+        steps_per_epoch = 1000 // batch
+        sched = schedules.create_schedule(train, steps_per_epoch)
+        assert sched.warmup_steps == steps_per_epoch
+        assert sched.milestones == (int(5.6 * steps_per_epoch), int(5.8 * steps_per_epoch))
+        assert sched.total_steps == 6 * steps_per_epoch
+        assert sched.warmup_lr == pytest.approx(0.064 * batch / 32, rel=1e-12)

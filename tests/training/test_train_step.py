@@ -121,7 +121,9 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_params():
 
 
 def test_batch_that_does_not_split_over_devices_is_named():
-    with pytest.raises(ValueError, match="train.batch_size=6 must be divisible"):
+    with pytest.raises(train_step.BatchSizeError, match=r"^config.train.batch_size=6 must be a positive multiple "
+                                                        r"of the number of devices \(4\) .* = 4; e.g. "
+                                                        r"--config.train.batch_size=4 "):
         train_step.check_batch_size(6, 4, 1)
     train_step.check_batch_size(8, 4, 2)
     assert jnp.zeros(()).dtype == jnp.float32
