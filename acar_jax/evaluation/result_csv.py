@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import io
 import os
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -171,7 +172,7 @@ def _blank_line_layout(path: str) -> str:
     if not body:
         return "empty"
     body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    if body.startswith(b"\n") or any(not line.strip() for line in body.split(b"\n")):
+    if re.match(rb"[ \t]*\n", body) or re.search(rb"\n[ \t]*\n", body):   # C-speed on 1M-row files
         return "inner"
     return "ok"
 
