@@ -488,6 +488,7 @@ class EvalBatches:
     def __init__(self, plan: list[list[KeyframePlan | None]], fillers: list[tuple[Size, int]], loader: _ClipLoader,
                  host_slice: slice, data_config: ml_collections.ConfigDict):
         self._plan = plan
+        self.buckets: tuple[tuple[Size, int], ...] = tuple(sorted(set(fillers)))   # the shapes a model compiles
         host_plan = [batch[host_slice] for batch in plan]
 
         def examples():

@@ -90,8 +90,9 @@ def run_views(records: Sequence[KeyframeRecord], data_config: ml_collections.Con
     for v, view in enumerate(test_views):
         batches = clips.eval_batches(records, data_config, batch_size=batch_size, scale=view.short_side,
                                      flip=view.flip, process_index=process_index, process_count=process_count)
-        logging.info("eval view %d/%d (short side %d, flip %s): %d batches", v + 1, len(test_views),
-                     view.short_side, view.flip, len(batches))
+        logging.info("eval view %d/%d (short side %d, flip %s): %d batches in %d shapes %s", v + 1,
+                     len(test_views), view.short_side, view.flip, len(batches), len(batches.buckets),
+                     ", ".join(f"{h}x{w}/{n}" for (h, w), n in batches.buckets))
         logits_v, survives_v = all_logits[v], all_survives[v]
         for batch in batches:
             logits = np.asarray(logits_fn(batch["clips"], batch["boxes"], batch["box_mask"],

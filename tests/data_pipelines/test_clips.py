@@ -187,7 +187,9 @@ def test_eval_uses_each_exact_size_unpadded_unless_asked(tmp_path):
     for scale in (96, 120):
         want = {(scale, int(scale * 250 / 150)), (scale, int(scale * 200 / 150))}
         assert set(clips.spatial_buckets(records, data, scale, exact=True)) == want
-        got = list(clips.eval_batches(records, data, batch_size=2, scale=scale, flip=False))
+        batches = clips.eval_batches(records, data, batch_size=2, scale=scale, flip=False)
+        assert {hw for hw, _ in batches.buckets} == want
+        got = list(batches)
         assert {b["clips"].shape[2:4] for b in got} == want
         for b in got:
             real = b["clip_mask"]
