@@ -102,4 +102,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint.every_steps = 1000
     config.eval_every_steps = -1      # ref: every epoch (val_freq: 1); here: at the end
     config.eval_batch_size = 8
+    config.eval_csv_decimals = 3      # ref: main.py writes boxes and scores with '%.3f' (-1: full precision)
     return config

@@ -76,16 +76,22 @@ def box_bucket(num_boxes: int, box_buckets: Sequence[int]) -> int:
 
 
 def spatial_buckets(records_or_sizes: Sequence[KeyframeRecord] | Sequence[Size],
-                    data_config: ml_collections.ConfigDict, scale: int) -> tuple[Size, ...]:
+                    data_config: ml_collections.ConfigDict, scale: int, *, exact: bool = False
+                    ) -> tuple[Size, ...]:
     """Padded (H, W) sizes at short side `scale`, smallest area first (docs/design.md, "Static shapes and buckets").
 
     `records_or_sizes`: keyframe records (their frame sizes are probed) or original (height, width) sizes.
-    `config.data.spatial_buckets` (given at `short_side`) is rescaled to `scale` so that every clip that fits
-    a bucket at `short_side` fits it at `scale`. Otherwise buckets come from the index: each exact resized
-    size is its own bucket while there are at most `max_spatial_buckets` of them (nothing is padded, as in the
-    reference); beyond that, per orientation, the clips sorted by long side are cut into equal-count groups,
-    each padded to its largest member (aspect-ratio buckets).
+    `exact`: every distinct resized size is its own bucket, whatever their number and the config says (what
+    evaluation uses unless `data.eval_pad_spatial`: nothing is padded, as the reference's one clip per GPU).
+    Otherwise `config.data.spatial_buckets` (given at `short_side`) is rescaled to `scale` so that every clip
+    that fits a bucket at `short_side` fits it at `scale`; without it buckets come from the index: each exact
+    resized size is its own bucket while there are at most `max_spatial_buckets` of them; beyond that, per
+    orientation, the clips sorted by long side are cut into equal-count groups, each padded to its largest
+    member (aspect-ratio buckets).
     """
+    if exact:
+        distinct = {transforms.resized_hw(h, w, scale) for h, w in _original_sizes(records_or_sizes)}
+        return tuple(sorted(distinct, key=lambda hw: (hw[0] * hw[1], hw)))
     if data_config.spatial_buckets:
         short = int(data_config.short_side)
 
@@ -210,8 +216,8 @@ def _keyframe_name(record: KeyframeRecord) -> str:
 
 
 def _plan_items(records: Sequence[KeyframeRecord], data_config: ml_collections.ConfigDict, scale: int,
-                num_classes: int | None) -> list[KeyframePlan]:
-    """Assigns every keyframe its buckets; errors name the keyframe."""
+                num_classes: int | None, *, exact_sizes: bool = False) -> list[KeyframePlan]:
+    """Assigns every keyframe its buckets (`exact_sizes`: no spatial padding); errors name the keyframe."""
     seen: dict[tuple[str, int], int] = {}
     for i, rec in enumerate(records):
         key = (rec.video_id, int(rec.timestamp))
@@ -225,7 +231,7 @@ def _plan_items(records: Sequence[KeyframeRecord], data_config: ml_collections.C
             raise ValueError(f"{_keyframe_name(rec)}: labels must be [n, K] = [{rec.num_boxes}, "
                              f"{num_classes}], got {rec.labels.shape}")
     sizes = _original_sizes(records)
-    buckets = spatial_buckets(sizes, data_config, scale)
+    buckets = spatial_buckets(sizes, data_config, scale, exact=exact_sizes)
     n_max_buckets = data_box_buckets([rec.num_boxes for rec in records], data_config.box_buckets)
     items = []
     for rec, (h, w) in zip(records, sizes, strict=True):
@@ -516,6 +522,7 @@ class EvalBatches:
     def __init__(self, plan: list[list[KeyframePlan | None]], fillers: list[tuple[Size, int]], loader: _ClipLoader,
                  host_slice: slice, data_config: ml_collections.ConfigDict):
         self._plan = plan
+        self.buckets: tuple[tuple[Size, int], ...] = tuple(sorted(set(fillers)))   # the shapes a model compiles
         host_plan = [batch[host_slice] for batch in plan]
 
         def examples():
@@ -546,13 +553,16 @@ def eval_batches(records: Sequence[KeyframeRecord], data_config: ml_collections.
 
     `batch_size` is global: keyframes are grouped per (spatial, box) bucket (in record order within a bucket,
     buckets smallest first), each bucket's last batch is filled with filler clips, and each host yields its
-    slice of every global batch. Boxes are clamped to the image (a box with nothing left gets box_mask False,
-    as the reference drops it) and flipped to the view; `orig_boxes` keep the CSV's boxes.
+    slice of every global batch. Spatial buckets are the exact resized sizes (no clip is padded, so every
+    clip's logits are the reference's unpadded ones) unless `data.eval_pad_spatial` asks for the training
+    buckets. Boxes are clamped to the image (a box with nothing left gets box_mask False, as the reference
+    drops it) and flipped to the view; `orig_boxes` keep the CSV's boxes.
     """
     host_slice = _host_slice(batch_size, process_index, process_count)
     records = list(records)
     num_classes = int(records[0].labels.shape[1]) if records else 0
-    items = _plan_items(records, data_config, int(scale), num_classes)
+    items = _plan_items(records, data_config, int(scale), num_classes,
+                        exact_sizes=not bool(data_config.eval_pad_spatial))
     log_box_bucket_histogram(items, "eval")
     groups: dict[tuple[Size, int], list[KeyframePlan]] = collections.defaultdict(list)
     for item in items:

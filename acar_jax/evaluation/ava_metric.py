@@ -24,7 +24,10 @@ PySlowFast) loops over keyframes and classes in Python. This module computes the
 CLI with the official flags: `python -m acar_jax.ava_eval -l LABELMAP -g GT_CSV -d DETECTIONS_CSV
 [-e EXCLUSIONS_CSV]`; the last line printed is `mAP@0.5IOU: <value>` with the value's full repr.
 Stricter than the official code (it would crash or silently misbehave): non-finite numbers, GT boxes with
-x1 > x2 or y1 > y2, and label-map ids below 1 raise a ValueError naming the file (and line).
+x1 > x2 or y1 > y2, and label-map ids below 1 raise a ValueError naming the file (and line); the CLI prints
+it as one line `error: ...` (no traceback) and exits with status 1. Like the official code it drops detection
+rows whose action id is not in the label map, but says how many (an `EvaluationWarning`), and it warns when
+there is no detection at all (mAP 0). Blank lines are skipped (result_csv).
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ from data_pipelines.ava_files import read_exclusions, read_label_map
 DEFAULT_LABEL_MAP = Path(__file__).resolve().parents[1] / "data/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
 DETECTIONS_PER_KEYFRAME = 50   # the official reader's heap capacity for detections
 IOU_THRESHOLD = 0.5
+
+
+class EvaluationWarning(UserWarning):
+    """The input is valid but probably not what was meant: dropped detection rows, no detections at all."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +84,25 @@ def evaluate_frame_map(label_map: str | os.PathLike, groundtruth: str | os.PathL
     excluded = read_exclusions(os.fspath(exclusions)) if exclusions else set()
     gt = groundtruth if isinstance(groundtruth, AvaRows) else read_evaluator_csv(groundtruth)
     det = detections if isinstance(detections, AvaRows) else read_evaluator_csv(detections)
+    _warn_about_detections(det, class_ids, os.fspath(label_map))
     ap, num_gt, mean_ap = frame_map(gt, det, class_ids, excluded)
     return FrameMapResult(class_ids, tuple(lm.names), ap, num_gt, mean_ap)
+
+
+def _warn_about_detections(det: AvaRows, class_ids: tuple[int, ...], label_map: str) -> None:
+    """Counted warnings for what the official evaluator silently accepts: no detections, unknown class ids."""
+    name = det.path or "detections"
+    if len(det) == 0:
+        warnings.warn(f"{name}: no detections (empty file); every class with GT scores AP 0, so mAP is 0",
+                      EvaluationWarning, stacklevel=3)
+        return
+    unknown = ~np.isin(det.action_id, np.asarray(class_ids))
+    if unknown.any():
+        ids = np.unique(det.action_id[unknown])
+        shown = ", ".join(str(int(i)) for i in ids[:10]) + (", ..." if ids.size > 10 else "")
+        warnings.warn(f"{name}: dropped {int(unknown.sum())} of {len(det)} detection rows whose action id is not "
+                      f"in the label map {label_map} ({ids.size} such ids: {shown}), as the official evaluator "
+                      f"does", EvaluationWarning, stacklevel=3)
 
 
 def frame_map(gt: AvaRows, det: AvaRows, class_ids: tuple[int, ...], excluded: set[tuple[str, int]]
@@ -339,7 +363,8 @@ def format_result(result: FrameMapResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI with the official script's flags."""
+    """CLI with the official script's flags. Bad input: one line `error: <file:line: what>` on stderr and exit
+    status 1 (no traceback); warnings are one line each on stderr."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-l", "--labelmap", default=str(DEFAULT_LABEL_MAP),
                         help="label map (.pbtxt); default: the 60-class AVA v2.2 map shipped with acar_jax")
@@ -347,8 +372,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-d", "--detections", required=True, help="result CSV to score")
     parser.add_argument("-e", "--exclusions", default=None, help="excluded keyframes (video_id,timestamp)")
     args = parser.parse_args(argv)
-    result = evaluate_frame_map(args.labelmap, args.groundtruth, args.detections, args.exclusions)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EvaluationWarning)
+        try:
+            result = evaluate_frame_map(args.labelmap, args.groundtruth, args.detections, args.exclusions)
+        except (ValueError, OSError) as e:   # AvaFormatError is a ValueError; missing files are OSErrors
+            _print_warnings(caught)
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+            sys.exit(1)
+    _print_warnings(caught)
     print(format_result(result))
+
+
+def _one_line(error: Exception) -> str:
+    """The error's message on one line; OS errors as `<file>: <reason>`."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return " ".join(str(error).split("\n"))
+
+
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

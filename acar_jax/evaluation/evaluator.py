@@ -90,8 +90,9 @@ def run_views(records: Sequence[KeyframeRecord], data_config: ml_collections.Con
     for v, view in enumerate(test_views):
         batches = clips.eval_batches(records, data_config, batch_size=batch_size, scale=view.short_side,
                                      flip=view.flip, process_index=process_index, process_count=process_count)
-        logging.info("eval view %d/%d (short side %d, flip %s): %d batches", v + 1, len(test_views),
-                     view.short_side, view.flip, len(batches))
+        logging.info("eval view %d/%d (short side %d, flip %s): %d batches in %d shapes %s", v + 1,
+                     len(test_views), view.short_side, view.flip, len(batches), len(batches.buckets),
+                     ", ".join(f"{h}x{w}/{n}" for (h, w), n in batches.buckets))
         logits_v, survives_v = all_logits[v], all_survives[v]
         for batch in batches:
             logits = np.asarray(logits_fn(batch["clips"], batch["boxes"], batch["box_mask"],
@@ -147,18 +148,36 @@ def groundtruth_rows(data_config: ml_collections.ConfigDict) -> result_csv.AvaRo
         np.concatenate([p.score for p in parts]), path=" + ".join(paths))
 
 
+def csv_decimals(value) -> int | None:
+    """`config.eval_csv_decimals` as write_result_csv takes it: an int >= 0, or None (None / -1: full
+    precision, each value's shortest repr)."""
+    if value is None or int(value) == -1:
+        return None
+    if int(value) < 0:
+        raise ValueError(f"config.eval_csv_decimals must be >= 0, or None / -1 for full precision, got {value}")
+    return int(value)
+
+
 def write_results(path: str, index: BoxIndex, scores: np.ndarray, seen: np.ndarray,
-                  class_ids: Sequence[int]) -> int:
-    """Writes a row per (seen box, class): boxes in record order, classes in label-map order; returns rows."""
+                  class_ids: Sequence[int], decimals: int | None = None) -> int:
+    """Writes a row per (seen box, class): boxes in record order, classes in label-map order; returns rows.
+
+    decimals=None: full precision (boxes as read, float32 scores' shortest repr). decimals=3 is the reference's
+    `%.3f` of its pkl boxes and of its float32 scores (`'%.3f' % tensor` formats the exact float32 value), so
+    the evaluator's top-50 cut and its ties see the reference's numbers.
+    """
     video_id, timestamp, boxes = index.metadata()
     boxes_kept = np.flatnonzero(seen)
     k = len(class_ids)
     rows = np.repeat(boxes_kept, k)
+    flat_scores = scores[boxes_kept].reshape(-1)
+    flat_scores = _exact_float32_text(flat_scores) if decimals is None else \
+        np.asarray(flat_scores, np.float32).astype(np.float64)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     result_csv.write_result_csv(
         path, [video_id[i] for i in rows.tolist()], timestamp[rows], _exact_float32_text(boxes[rows]),
-        np.tile(np.asarray(class_ids, np.int64), boxes_kept.size),
-        _exact_float32_text(scores[boxes_kept].reshape(-1)), box_decimals=None, score_decimals=None)
+        np.tile(np.asarray(class_ids, np.int64), boxes_kept.size), flat_scores,
+        box_decimals=decimals, score_decimals=decimals)
     return int(rows.size)
 
 
@@ -166,6 +185,9 @@ def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workd
                    writer=None) -> dict[str, float | str]:
     """Runs every test view of the val split through `logits_fn`, writes `workdir/eval/results_step<N>.csv`,
     scores it and writes the report; returns {"mAP", per-group mAPs, "csv": path}.
+
+    The CSV has `config.eval_csv_decimals` decimals (3 in the paper configs, as the reference; None or -1: full
+    precision). Each view compiles one program per exact resized size (`config.data.eval_pad_spatial`).
 
     logits_fn(clips [B, T, H, W, 3], boxes [B, N, 4], box_mask [B, N], valid_hw [B, 2]) -> logits [B, N, K]
     for this process's slice of each batch (e.g. api.load_model(...).logits, or a jitted sharded function).
@@ -193,7 +215,8 @@ def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workd
     names = ["mAP"] + [f"mAP_{g}" for g in groups]
     values = np.zeros(len(names), np.float64)
     if jax.process_index() == 0:
-        num_rows = write_results(csv_path, index, scores, seen, label_map.ids)
+        num_rows = write_results(csv_path, index, scores, seen, label_map.ids,
+                                 csv_decimals(config.get("eval_csv_decimals")))
         exclusions = ava_files.resolve_path(data.root, data.exclusions) if data.exclusions else None
         result = ava_metric.evaluate_frame_map(ava_files.resolve_path(data.root, data.label_map),
                                                groundtruth_rows(data), csv_path, exclusions)

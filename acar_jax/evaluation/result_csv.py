@@ -12,7 +12,8 @@ Two readers, one per kind of file:
 Both parse with pyarrow's multi-threaded CSV reader (a dependency of tensorflow-datasets; its float parsing is
 correctly rounded, so values equal Python's `float`). Anything it refuses goes through a line-by-line reader
 that either parses it (a file mixing 7- and 8-column rows, `+902`) or raises a `ValueError` naming the file
-and the 1-based line.
+and the 1-based line. Blank lines are skipped, as the dataset readers (data_pipelines/ava_files.py) skip them:
+a trailing blank line is common in hand-made files, and a file with nothing but blank lines has no rows.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import csv
 import dataclasses
 import io
 import os
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -39,6 +41,7 @@ class AvaRows:
     action_id   [n] int64
     score       [n] float64  eighth column (results: score; AVA GT: person id, which the official reader also
                              reads as a score and sorts by); 1.0 on 7-column rows, as the official reader
+    lines       [n] int64 or None  1-based line of each row when blank lines moved them (None: row i + 1)
     """
     video_index: np.ndarray
     videos: np.ndarray
@@ -47,6 +50,7 @@ class AvaRows:
     action_id: np.ndarray
     score: np.ndarray
     path: str = ""
+    lines: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.timestamp.shape[0])
@@ -58,11 +62,12 @@ class AvaRows:
 
     def where(self, row: int) -> str:
         """`path:line` of a row, for error messages."""
-        return f"{self.path or '(in memory)'}:{row + 1}"
+        line = row + 1 if self.lines is None else int(self.lines[row])
+        return f"{self.path or '(in memory)'}:{line}"
 
 
 def rows_from_arrays(video_id: Sequence[str], timestamp, boxes, action_id, score=None,
-                     path: str = "") -> AvaRows:
+                     path: str = "", lines=None) -> AvaRows:
     """Builds `AvaRows` from per-row arrays (in-memory results; `score=None` means 7-column rows)."""
     video_id = np.asarray(video_id, dtype=object).reshape(-1)
     n = video_id.shape[0]
@@ -72,7 +77,8 @@ def rows_from_arrays(video_id: Sequence[str], timestamp, boxes, action_id, score
     score = np.ones(n) if score is None else np.asarray(score, dtype=np.float64).reshape(n)
     return AvaRows(video_index.astype(np.int64), videos.astype(object),
                    np.asarray(timestamp, np.int64).reshape(n), boxes,
-                   np.asarray(action_id, np.int64).reshape(n), score, path)
+                   np.asarray(action_id, np.int64).reshape(n), score, path,
+                   None if lines is None else np.asarray(lines, np.int64).reshape(n))
 
 
 def read_evaluator_csv(path: str | os.PathLike) -> AvaRows:
@@ -82,9 +88,12 @@ def read_evaluator_csv(path: str | os.PathLike) -> AvaRows:
     id, an unparsable or non-finite number.
     """
     path = os.fspath(path)
-    if os.path.getsize(path) == 0:   # no detections at all is a valid result
+    layout = _blank_line_layout(path)
+    if layout == "empty":   # no detections at all is a valid result (the caller says so)
         return rows_from_arrays([], [], np.zeros((0, 4)), [], path=path)
     try:
+        if layout == "inner":   # blank lines inside move the rows off their line numbers: read line by line
+            raise ValueError("blank lines inside the file")
         rows = _read_fast(path)
     except Exception:  # pyarrow refused something: the line-by-line reader parses it or names the bad line
         rows = _read_slow(path, columns=(7, 8))
@@ -98,9 +107,12 @@ def read_result_csv(path: str | os.PathLike, class_ids: Iterable[int]) -> AvaRow
     Raises ValueError naming the file and the 1-based line of the first bad row.
     """
     path = os.fspath(path)
-    if os.path.getsize(path) == 0:
+    layout = _blank_line_layout(path)
+    if layout == "empty":
         return rows_from_arrays([], [], np.zeros((0, 4)), [], [], path=path)
     try:
+        if layout == "inner":
+            raise ValueError("blank lines inside the file")
         rows = _read_fast(path, num_columns=8)
     except Exception:
         rows = _read_slow(path, columns=(8,))
@@ -147,6 +159,24 @@ def write_result_csv(path: str | os.PathLike, video_id: Sequence[str], timestamp
         f.writelines(line % row for row in zip(*columns, strict=True))
 
 
+def _blank_line_layout(path: str) -> str:
+    """"empty" (nothing but whitespace), "inner" (a blank line before the last row) or "ok" (none, or only
+    trailing ones, which leave every row on line i + 1). Names the file if it is not UTF-8 text."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text CSV (byte {e.start}: {e.reason})") from None
+    body = data.rstrip()
+    if not body:
+        return "empty"
+    body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if re.match(rb"[ \t]*\n", body) or re.search(rb"\n[ \t]*\n", body):   # C-speed on 1M-row files
+        return "inner"
+    return "ok"
+
+
 def _read_fast(path: str, num_columns: int | None = None) -> AvaRows:
     """pyarrow reader: every row must have the column count of the first row (or `num_columns`)."""
     import pyarrow as pa
@@ -163,7 +193,7 @@ def _read_fast(path: str, num_columns: int | None = None) -> AvaRows:
     types.update({f"c{i}": pa.float64() for i in (2, 3, 4, 5, 7)[:num_columns - 3]})
     table = pacsv.read_csv(
         path, read_options=pacsv.ReadOptions(column_names=names),
-        parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
+        parse_options=pacsv.ParseOptions(ignore_empty_lines=True),   # trailing ones only (_blank_line_layout)
         convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
                                              quoted_strings_can_be_null=False))
     if table.num_rows == 0:
@@ -178,13 +208,21 @@ def _read_fast(path: str, num_columns: int | None = None) -> AvaRows:
 
 
 def _read_slow(path: str, columns: tuple[int, ...]) -> AvaRows:
-    """Line-by-line reader with the official reader's conversions (`int`, `float`); errors name the line."""
-    vids, ts, boxes, acts, scores = [], [], [], [], []
+    """Line-by-line reader with the official reader's conversions (`int`, `float`); blank lines are skipped;
+    errors name the line."""
+    vids, ts, boxes, acts, scores, lines = [], [], [], [], [], []
     expected = " or ".join(str(c) for c in columns)
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
+        previous_line = 0
         for row in reader:
             where = f"{path}:{reader.line_num}"
+            if reader.line_num != previous_line + 1:
+                raise ValueError(f"{where}: a field spans several lines (quoted newline); AVA CSVs have one "
+                                 f"row per line")
+            previous_line = reader.line_num
+            if all(not field.strip() for field in row):
+                continue
             if len(row) not in columns:
                 raise ValueError(f"{where}: expected {expected} columns "
                                  f"({','.join(RESULT_COLUMNS[:max(columns)])}), found {len(row)}: {row!r}")
@@ -204,15 +242,13 @@ def _read_slow(path: str, columns: tuple[int, ...]) -> AvaRows:
                 s = float(row[7]) if len(row) == 8 else 1.0
             except ValueError:
                 raise ValueError(f"{where}: score (column 8) must be a number, found {row[7]!r}") from None
-            if reader.line_num != len(ts) + 1:
-                raise ValueError(f"{where}: a field spans several lines (quoted newline); AVA CSVs have one "
-                                 f"row per line")
             vids.append(row[0])
             ts.append(t)
             boxes.append(box)
             acts.append(a)
             scores.append(s)
-    return rows_from_arrays(vids, ts, boxes, acts, scores, path)
+            lines.append(reader.line_num)
+    return rows_from_arrays(vids, ts, boxes, acts, scores, path, lines)
 
 
 def _check_finite(rows: AvaRows) -> None:

@@ -145,7 +145,7 @@ def test_hosts_yield_their_slices_of_each_global_batch(tmp_path):
 
 
 def test_eval_batches_fixed_size_with_filler_clips(tmp_path):
-    data = _data_config()
+    data = _data_config(eval_pad_spatial=True)   # both videos share the padded bucket (100, 170)
     records = _records(str(tmp_path), keyframes=(4, 6, 8))
     batches = clips.eval_batches(records, data, batch_size=4, scale=96, flip=False)
     assert len(batches) == 2                  # 6 keyframes in one bucket: 4 + (2 real, 2 filler)
@@ -208,11 +208,33 @@ def test_keyframe_of_100_boxes_is_never_split_truncated_or_refused(tmp_path):
     np.testing.assert_array_equal(crowded[0]["orig_boxes"][0, :100], crowd.boxes)
 
 
+def test_eval_uses_each_exact_size_unpadded_unless_asked(tmp_path):
+    """Eval never pads by default: more distinct sizes than max_spatial_buckets, hand-set training buckets,
+    still one compiled shape per exact resized size per scale; eval_pad_spatial=True pads into the buckets."""
+    records = _records(str(tmp_path), keyframes=(4, 6, 8))
+    data = _data_config(max_spatial_buckets=1)   # training would pad both sizes into the hand-set (100, 170)
+    for scale in (96, 120):
+        want = {(scale, int(scale * 250 / 150)), (scale, int(scale * 200 / 150))}
+        assert set(clips.spatial_buckets(records, data, scale, exact=True)) == want
+        batches = clips.eval_batches(records, data, batch_size=2, scale=scale, flip=False)
+        assert {hw for hw, _ in batches.buckets} == want
+        got = list(batches)
+        assert {b["clips"].shape[2:4] for b in got} == want
+        for b in got:
+            real = b["clip_mask"]
+            assert (b["valid_hw"][real] == np.asarray(b["clips"].shape[2:4])).all(), "no clip is padded"
+    padded = list(clips.eval_batches(records, _data_config(eval_pad_spatial=True), batch_size=2, scale=96,
+                                     flip=False))
+    assert {b["clips"].shape[2:4] for b in padded} == {(100, 170)}
+    train = clips.TrainInput(records, data, global_batch_size=2, seed=0, num_classes=K)
+    assert {hw for hw, _ in train.buckets} == {(100, 170)}, "training keeps its (padded) buckets"
+
+
 def test_keyframe_fitting_no_spatial_bucket_is_an_error_naming_it(tmp_path):
     records = _records(str(tmp_path), keyframes=(5,))
     with pytest.raises(ValueError, match=r"keyframe wide,905 \(frames 150x250.*fits no spatial bucket"):
-        clips.eval_batches(records, _data_config(spatial_buckets=((96, 150),)), batch_size=1, scale=96,
-                           flip=False)
+        clips.eval_batches(records, _data_config(spatial_buckets=((96, 150),), eval_pad_spatial=True),
+                           batch_size=1, scale=96, flip=False)
     with pytest.raises(ValueError, match="keyframe wide,905 appears in records 0 and 2"):
         clips.TrainInput(records + records[:1], _data_config(), global_batch_size=1, seed=0, num_classes=K)
 

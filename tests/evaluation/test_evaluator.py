@@ -153,6 +153,30 @@ def test_csv_rows_are_every_box_times_every_class(config, tmp_path):
     assert image.ndim == 4 and image.shape[-1] == 3 and image.dtype == np.uint8
 
 
+def test_csv_decimals_config_writes_the_references_percent_3f(config, tmp_path):
+    """eval_csv_decimals=3: every box and score as the reference's '%.3f' of the CSV box and of the float32
+    score; -1 / None: full precision (the float32 score's shortest repr); the paper configs default to 3."""
+    full, _ = _run(config, x_model, tmp_path / "full")
+    cfg3 = config.copy_and_resolve_references()
+    cfg3.eval_csv_decimals = 3
+    rounded = evaluator.evaluate_split(cfg3, x_model, str(tmp_path / "3"), step=7)
+    rows_full, rows_3 = _read_csv(full["csv"]), _read_csv(rounded["csv"])
+    assert len(rows_full) == len(rows_3)
+    assert any(len(r[7].split(".")[-1]) > 3 for r in rows_full), "full precision keeps more than 3 decimals"
+    for a, b in zip(rows_full, rows_3, strict=True):
+        assert a[:2] == b[:2] and a[6] == b[6]
+        assert b[2:6] == [f"{float(v):.3f}" for v in a[2:6]]
+        assert b[7] == f"{float(np.float32(a[7])):.3f}"
+    assert evaluator.csv_decimals(None) is None and evaluator.csv_decimals(-1) is None
+    assert evaluator.csv_decimals(3) == 3
+    with pytest.raises(ValueError, match="eval_csv_decimals"):
+        evaluator.csv_decimals(-2)
+    from configs import ava_slowfast_r50_acar, ava_slowfast_r101_acar, avakinetics_slowfast_r101_acar
+    for paper in (ava_slowfast_r50_acar, ava_slowfast_r101_acar, avakinetics_slowfast_r101_acar):
+        assert paper.get_config().eval_csv_decimals == 3
+    assert default.get_config().eval_csv_decimals == -1
+
+
 def test_flip_invariant_model_scores_the_same_with_the_flip_view(config, tmp_path):
     single, _ = _run(config, flip_invariant_model, tmp_path / "single")
     both, _ = _run(config, flip_invariant_model, tmp_path / "flip", eval_flip=True)

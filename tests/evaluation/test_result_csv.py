@@ -73,12 +73,24 @@ def test_read_result_csv_parses_official_rows(tmp_path):
     (GOOD + "vid_c,904,0.1,0.2,0.3,0.4,walk,0.5\n", 3, r"action_id must be an integer"),
     (GOOD + "vid_c,904,0.1,zero,0.3,0.4,12,0.5\n", 3, r"box coordinates must be numbers"),
     ("video_id,timestamp,x1,y1,x2,y2,action_id,score\n" + GOOD, 1, r"timestamp must be an integer"),
-    (GOOD + "\n" + GOOD, 3, r"expected 8 columns.*found 0"),
+    (GOOD + "\n\n" + "vid_c,904,0.1,0.2,0.3,0.4,12\n", 5, r"expected 8 columns.*found 7"),  # blank lines skipped
+    (GOOD + "\n" + GOOD + "vid_c,904,0.1,0.2,0.3,0.4,12,nan\n", 6, r".*must be finite"),
 ])
 def test_read_result_csv_names_file_and_line_of_the_bad_row(tmp_path, text, line, message):
     path = _file(tmp_path, text, "bad.csv")
     with pytest.raises(ValueError, match=rf"bad\.csv:{line}: {message}"):
         read_result_csv(path, CLASS_IDS)
+
+
+def test_blank_lines_are_skipped_as_the_dataset_readers_skip_them(tmp_path):
+    want = read_result_csv(_file(tmp_path, GOOD, "plain.csv"), CLASS_IDS)
+    for i, text in enumerate([GOOD + "\n", GOOD + "\r\n\r\n", "\n" + GOOD, GOOD.replace("\n", "\n\n", 1)]):
+        for read in (lambda p: read_result_csv(p, CLASS_IDS), read_evaluator_csv):
+            got = read(_file(tmp_path, text, f"blank{i}.csv"))
+            np.testing.assert_array_equal(got.boxes, want.boxes)
+            np.testing.assert_array_equal(got.score, want.score)
+            assert got.video_id.tolist() == want.video_id.tolist()
+    assert len(read_evaluator_csv(_file(tmp_path, "\n \n", "blank_only.csv"))) == 0
 
 
 def test_read_evaluator_csv_accepts_gt_mixed_columns_and_any_class(tmp_path):
