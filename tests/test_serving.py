@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 
 from acar_jax import api, serving
-from acar_jax.models.detector import create_model
-from acar_jax.training import checkpoints, optim, train_step
-from configs import default
+from tests.helpers import tiny_models as h
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,16 +19,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A workdir holding a checkpoint of the default (tiny SlowFast + ACAR) model at its initialisation."""
-    config = default.get_config()
-    config.model.backbone.width = 8
-    config.model.head.reduce_dim = 16
-    config.model.head.hidden_dim = 8
+    config = h.small_default_config()
     workdir = str(tmp_path_factory.mktemp("run"))
-    _, _, state = train_step.create_train_state(create_model(config, seed=3),
-                                                optim.gradient_transformation(config.train.optimizer))
-    ckpt = checkpoints.Checkpointer(workdir, every_steps=1, max_to_keep=1)
-    ckpt.save(state, force=True)
-    ckpt.close()
+    h.write_initial_checkpoint(config, workdir)
     return config, workdir
 
 
