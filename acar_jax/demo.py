@@ -212,8 +212,9 @@ def _labels_of(scores: np.ndarray, label_map: ava_files.LabelMap, top_k: int, th
 
 def draw_keyframe(image: Image.Image, boxes: np.ndarray, texts: list[list[str]]) -> Image.Image:
     """Boxes (normalised x1y1x2y2) and their text lines drawn on a copy of `image`."""
-    out = image.copy()
-    draw = ImageDraw.Draw(out)
+    out = image.convert("RGBA")
+    labels = Image.new("RGBA", out.size, (0, 0, 0, 0))      # text on a half-transparent layer: actors stay visible
+    draw, text_draw = ImageDraw.Draw(out), ImageDraw.Draw(labels)
     w, h = out.size
     thick = max(2, round(min(w, h) / 120))
     for i, (box, lines) in enumerate(zip(boxes, texts, strict=True)):
@@ -222,11 +223,11 @@ def draw_keyframe(image: Image.Image, boxes: np.ndarray, texts: list[list[str]])
         draw.rectangle([x1, y1, x2, y2], outline=color, width=thick)
         ty = y1 + thick
         for line in lines:
-            left, top, right, bottom = draw.textbbox((x1 + thick, ty), line)
-            draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=(0, 0, 0))
-            draw.text((x1 + thick, ty), line, fill=color)
+            left, top, right, bottom = text_draw.textbbox((x1 + thick, ty), line)
+            text_draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=(0, 0, 0, 110))
+            text_draw.text((x1 + thick, ty), line, fill=(*color, 230))
             ty = bottom + 2
-    return out
+    return Image.alpha_composite(out, labels).convert("RGB")
 
 
 def write_annotated_video(video: str, output: str, records, scores: np.ndarray, label_map: ava_files.LabelMap,
