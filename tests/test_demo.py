@@ -172,3 +172,15 @@ def test_keyframes_every_stride_inside_the_video():
     assert demo.keyframe_timestamps(300, 30, 4) == [0, 4, 8]
     with pytest.raises(demo.DemoError, match="config.demo.stride_s"):
         demo.keyframe_timestamps(300, 30, 0)
+
+
+def test_without_boxes_the_hog_detector_runs_on_each_keyframe(setup, tmp_path):
+    """No boxes CSV: OpenCV's HOG people detector looks at both keyframes; it finds no person on flat grey with
+    a square, and the demo says so instead of writing empty outputs."""
+    config, tmp = setup
+    c = h.small_default_config()
+    c.data.update(dict(config.data))
+    c.demo.update({**dict(config.demo), "boxes_csv": "", "output_dir": str(tmp_path / "out")})
+    with pytest.raises(demo.DemoError, match=r"no person boxes at the 2 keyframes of .*clip.mp4 \(score >= 0.5\)"):
+        demo.run_demo(c, str(tmp / "run"))
+    assert not (tmp_path / "out").exists()
