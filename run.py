@@ -23,8 +23,9 @@ def _define_flags() -> None:
     _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "experiment config file (configs/*.py)",
                                               lock_config=True)
     _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default: runs/<config file name>)")
-    _MODE = flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval", "extract_bank"],
-                               "what to run (extract_bank: the ACFB feature bank of a trained ACAR run)")
+    _MODE = flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval", "extract_bank", "demo"],
+                               "what to run (extract_bank: the ACFB feature bank of a trained ACAR run; demo: "
+                               "config.demo.video -> actions.csv + annotated.mp4)")
     _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "multi-host: host:port of process 0")
     _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "multi-host: number of processes")
     _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "multi-host: this process's index")
@@ -96,6 +97,9 @@ def run_experiment(config, hooks=None) -> None:
     workdir = _workdir()
     logging.info("config %s, workdir %s, mode %s", config_flags.get_config_filename(flags.FLAGS["config"]),
                  workdir, _MODE.value)
+    if _MODE.value == "demo":
+        _run_demo(config, workdir, hooks)
+        return
     from data_pipelines.bank_files import BankError  # noqa: PLC0415
 
     try:
@@ -113,6 +117,19 @@ def run_experiment(config, hooks=None) -> None:
         sys.exit(f"error: {e}")      # the message names the config field or file and line; no traceback
     for key, value in sorted(metrics.items()):
         print(f"{key}: {value}")
+
+
+def _run_demo(config, workdir: str, hooks) -> None:
+    """--mode=demo; bad input (video, boxes CSV, config) exits with one line, status 1."""
+    from acar_jax import demo  # noqa: PLC0415
+    from data_pipelines.ava_files import AvaFormatError  # noqa: PLC0415
+
+    try:
+        result = demo.run_demo(config, workdir, create=hooks.create_model)
+    except (demo.DemoError, AvaFormatError, FileNotFoundError, ImportError) as e:
+        sys.exit(f"demo: {e}")
+    print(f"actions: {result.actions_csv}\nannotated video: {result.annotated}\n{result.keyframes} keyframes, "
+          f"{result.boxes} boxes, {result.keyframes_per_second:.2f} keyframes/s (model, compile included)")
 
 
 def cli(hooks_factory=None) -> None:

@@ -34,6 +34,17 @@ class Model:
         self._state = (params, batch_stats, rng_state)
         self._forward = jit_logits(graphdef)
 
+    @property
+    def weights(self) -> tuple[nnx.State, nnx.State, nnx.State]:
+        """(params, batch_stats, rng_state): the arguments `forward` takes before the inputs."""
+        return self._state
+
+    @property
+    def forward(self) -> Callable:
+        """The jitted forward(params, batch_stats, rng_state, clips, boxes, box_mask, valid_hw) -> logits
+        (models.detector.jit_logits), unchecked: for callers that trace it (acar_jax.serving)."""
+        return self._forward
+
     def logits(self, clips, boxes, box_mask, valid_hw) -> jax.Array:
         """[B, N, K] float32 logits of every box (padded boxes give values to ignore)."""
         check_model_inputs(clips, boxes, box_mask, valid_hw)

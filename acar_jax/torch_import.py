@@ -124,6 +124,29 @@ def path_str(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------------- reading files
 
+_ZIP_MAGIC = b"PK\x03\x04"          # torch.save since 1.6: a zip archive holding data.pkl
+_PICKLE_PROTO = b"\x80"              # the legacy format: a pickle (protocol >= 2 starts with PROTO)
+
+
+def check_torch_file_format(path: str) -> None:
+    """Refuses a file that is neither format torch.save writes (a zip archive, or a legacy pickle / tar), so a
+    text file or random bytes get "not a PyTorch checkpoint" instead of unpickling advice."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--input: no such checkpoint file: {path}") from None
+    except IsADirectoryError:
+        raise CheckpointImportError(f"{path}: is a directory, not a PyTorch checkpoint file") from None
+    is_tar = len(head) >= 262 and head[257:262] == b"ustar"    # torch < 0.4's tar format
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTO) or is_tar:
+        return
+    what = "an empty file" if not head else f"its first bytes are {head[:8]!r}"
+    raise CheckpointImportError(
+        f"{path}: not a PyTorch checkpoint: torch.save writes a zip archive (starting with {_ZIP_MAGIC!r}) or a "
+        f"pickle (starting with {_PICKLE_PROTO!r}), but {what}")
+
+
 def load_torch_file(path: str, *, trust_pickle: bool = False) -> tuple[dict[str, np.ndarray], str]:
     """Reads a PyTorch checkpoint into (flat {key: float32 numpy array}, container name).
 
@@ -135,6 +158,7 @@ def load_torch_file(path: str, *, trust_pickle: bool = False) -> tuple[dict[str,
     except ImportError as e:
         raise ImportError("reading PyTorch checkpoints needs torch (only the converter does): "
                           "pip install torch  (the CPU build is enough)") from e
+    check_torch_file_format(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except FileNotFoundError:

@@ -144,6 +144,22 @@ def get_train_config() -> ml_collections.ConfigDict:
     return train
 
 
+def get_demo_config() -> ml_collections.ConfigDict:
+    """`run.py --mode=demo`: run the model on one video (acar_jax/demo.py)."""
+    demo = ml_collections.ConfigDict()
+    demo.video = ""                   # input video (any format ffmpeg reads); its file name stem is the video_id
+    demo.boxes_csv = ""               # person boxes, AVA proposal format (video_id,timestamp,x1,y1,x2,y2,,score),
+    #                                   timestamps in seconds of the video; "" = the built-in HOG person detector
+    demo.box_threshold = 0.85         # boxes_csv rows with score >= this are used (data.val_proposal_threshold)
+    demo.detector_threshold = 0.5     # built-in detector: boxes with squashed SVM score >= this are used
+    demo.stride_s = 1                 # a keyframe every stride_s seconds (0, stride_s, ...)
+    demo.frame_height = 340           # decode height, as tools/extract_frames.py (then the eval resize)
+    demo.top_k = 3                    # actions written per person in annotated.mp4
+    demo.score_threshold = 0.3        # actions below this score are not written in annotated.mp4
+    demo.output_dir = ""              # "" = <workdir>/demo/<video_id>; actions.csv and annotated.mp4 go there
+    return demo
+
+
 def get_config() -> ml_collections.ConfigDict:
     """Tiny SlowFast + ACAR on the synthetic dataset: the README's main job."""
     config = ml_collections.ConfigDict()
@@ -153,6 +169,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.synthetic = get_synthetic_config()
     config.train = get_train_config()
     config.bank = get_bank_config()
+    config.demo = get_demo_config()
 
     # Tiny model: few channels, one block per stage, so it compiles and trains on 2 CPU cores in minutes.
     config.model.backbone.layers = (1, 1, 1, 1)

@@ -371,6 +371,16 @@ def _record(key: tuple[str, int], boxes: list[AvaBox], source: FrameSource,
         source=source)
 
 
+def records_from_boxes(boxes: list[AvaBox], frames_root: str, start_second: int, fps: int,
+                       num_classes: int) -> list[KeyframeRecord]:
+    """Keyframe records of AVA-style frame folders `frames_root/<video_id>/` for boxes read with
+    read_box_annotations, sorted by (video_id, timestamp); errors name the CSV line of a keyframe outside its
+    video (the video demo builds its records with this)."""
+    groups = _group(boxes)
+    sources = _ava_sources(groups, frames_root, start_second, fps)
+    return [_record(key, groups[key], sources[key], num_classes) for key in sorted(groups)]
+
+
 def _ava_sources(groups, frames_root: str, start_second: int, fps: int) -> dict[tuple[str, int], FrameSource]:
     """Frame folder and keyframe number per keyframe; errors name the CSV, line, video and frames found."""
     counts: dict[str, int] = {}

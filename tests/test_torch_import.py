@@ -594,3 +594,30 @@ def test_full_size_round_trip_logits_equal_oracle(tmp_path, name, head_type):
     config = {"r50": ava_slowfast_r50_acar, "r101": ava_slowfast_r101_acar}[name].get_config()
     config.model.head.type = head_type
     assert round_trip(tmp_path, config, "model_zoo", 32) < 1e-4
+
+
+@pytest.mark.parametrize("content,trust", [(b"not a checkpoint\n", False), (bytes(range(7, 200)), True)])
+def test_cli_names_a_file_that_is_not_a_checkpoint(tmp_path, content, trust):
+    """Text, random bytes or an empty file: "not a PyTorch checkpoint", never --trust_pickle advice (even with
+    the flag given); exit status 1 and no traceback."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                        "convert_torch_checkpoint.py")
+    config = os.path.join(os.path.dirname(tool), "..", "configs", "default.py")
+    result = subprocess.run([sys.executable, tool, f"--input={path}", f"--config={config}",
+                             f"--output={tmp_path / 'out'}"] + (["--trust_pickle"] if trust else []),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-400:]
+    assert f"{path}: not a PyTorch checkpoint" in result.stderr
+    assert "--trust_pickle" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_empty_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "empty.pth"
+    path.write_bytes(b"")
+    with pytest.raises(ti.CheckpointImportError, match="not a PyTorch checkpoint.*an empty file"):
+        ti.load_torch_file(str(path), trust_pickle=True)

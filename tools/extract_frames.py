@@ -1,8 +1,15 @@
 """Decodes AVA / Kinetics videos into the frame folders the data pipeline reads: `<frame_dir>/<video_id>/
 image_%06d.jpg`.
 
-Matches the reference's `tools/extract_frames.py`, which runs
-`ffmpeg -ss 900 -i VIDEO -qscale:v 1 -frames:v 27001 -vf "scale=-1:340,fps=30" image_%06d.jpg`:
+Default (`--backend=ffmpeg`): runs the reference's own command,
+`ffmpeg -ss 900 -i VIDEO -qscale:v 1 -frames:v 27001 -vf "scale=-1:340,fps=30" image_%06d.jpg`, with the ffmpeg
+binary of the `imageio-ffmpeg` wheel (no system ffmpeg needed; data_pipelines/frame_extraction.py), and records
+the ffmpeg version in `<video_id>/extraction.json`. The JPEGs are byte-identical to that command's with the
+same binary.
+
+Fallback (`--backend=pyav`): a re-implementation with PyAV + PIL, for machines where the bundled binary does not
+run. Same frames chosen and same size, but different pixels (swscale's RGB conversion and PIL's JPEG encoder
+instead of ffmpeg's YUV scaling and mjpeg; the README gives the measured difference):
   * seek to `start_second` (relative to the file's start time, as ffmpeg's -ss), frames before it dropped;
   * 30 fps by timestamps, as ffmpeg's fps filter: output slot n holds the last input frame whose time, rounded
     to the nearest slot, is <= n; numbering starts at the first frame's slot (frame 1); at the end the last
@@ -28,11 +35,18 @@ import fractions
 import math
 import multiprocessing
 import os
+import pathlib
 import shutil
 import sys
 
 import av
 from tqdm import tqdm
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere: the project's packages are importable
+    sys.path.insert(0, str(ROOT))
+
+from data_pipelines import frame_extraction  # noqa: E402
 
 FRAME_PATTERN = "image_{:06d}.jpg"
 AVA_START_SECOND = 900
@@ -46,7 +60,8 @@ class Options:
     num_frames: int = AVA_NUM_FRAMES     # <= 0: every frame to the end
     fps: int = 30
     height: int = 340
-    quality: int = 100                   # PIL JPEG quality (ffmpeg -qscale:v 1 is mjpeg's top quality)
+    quality: int = 100                   # pyav backend: PIL JPEG quality (ffmpeg -qscale:v 1 is mjpeg's top)
+    backend: str = "ffmpeg"              # "ffmpeg" (the reference's command) | "pyav" (fallback)
 
 
 def video_id_of(filename: str) -> str:
@@ -115,26 +130,38 @@ def extract_video(video_path: str, frame_dir: str, options: Options) -> tuple[st
     partial = os.path.join(frame_dir, f".{video_id}.partial")
     shutil.rmtree(partial, ignore_errors=True)     # a half-written run is redone from scratch
     os.makedirs(partial)
-    count, last_frame, last_image = 0, None, None
     try:
-        with av.open(video_path) as container:
-            for frame in _resampled_frames(container, options):
-                if 0 < options.num_frames <= count:
-                    break
-                if frame is not last_frame:            # a duplicated slot reuses the scaled image
-                    width = scaled_width(frame.width, frame.height, options.height)
-                    last_image = frame.reformat(width=width, height=options.height, format="rgb24",
-                                                interpolation="BICUBIC").to_image()
-                    last_frame = frame
-                count += 1
-                last_image.save(os.path.join(partial, FRAME_PATTERN.format(count)), quality=options.quality)
-        if count == 0:
-            raise RuntimeError(f"no frames at or after second {options.start_second}")
+        if options.backend == "ffmpeg":
+            count = frame_extraction.extract_frames(video_path, partial, start_second=options.start_second,
+                                                    num_frames=options.num_frames, fps=options.fps,
+                                                    height=options.height)
+        else:
+            count = _extract_pyav(video_path, partial, options)
     except Exception as e:  # noqa: BLE001 (any decoder failure is reported per video, the others go on)
         shutil.rmtree(partial, ignore_errors=True)
         return video_id, f"{type(e).__name__}: {e}".replace("\n", " "), 0
     os.rename(partial, final)
     return video_id, "done", count
+
+
+def _extract_pyav(video_path: str, partial: str, options: Options) -> int:
+    """The PyAV + PIL fallback; returns the frame count."""
+    count, last_frame, last_image = 0, None, None
+    with av.open(video_path) as container:
+        for frame in _resampled_frames(container, options):
+            if 0 < options.num_frames <= count:
+                break
+            if frame is not last_frame:            # a duplicated slot reuses the scaled image
+                width = scaled_width(frame.width, frame.height, options.height)
+                last_image = frame.reformat(width=width, height=options.height, format="rgb24",
+                                            interpolation="BICUBIC").to_image()
+                last_frame = frame
+            count += 1
+            last_image.save(os.path.join(partial, FRAME_PATTERN.format(count)), quality=options.quality)
+    if count == 0:
+        raise RuntimeError(f"no frames at or after second {options.start_second}")
+    frame_extraction.write_info(partial, {"backend": "pyav", "pyav_version": av.__version__, "frames": count})
+    return count
 
 
 def _extract_star(args: tuple[str, str, Options]) -> tuple[str, str, int]:
@@ -193,11 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_frames", type=int, default=None, help="frames per video (AVA 27001; <= 0 all)")
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--height", type=int, default=340)
+    parser.add_argument("--backend", choices=("ffmpeg", "pyav"), default="ffmpeg",
+                        help="ffmpeg: the reference's command with imageio-ffmpeg's binary; pyav: PyAV + PIL fallback")
     parser.add_argument("--workers", "--num_processes", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     start = args.start_second if args.start_second is not None else (0 if args.kinetics else AVA_START_SECOND)
     num = args.num_frames if args.num_frames is not None else (0 if args.kinetics else AVA_NUM_FRAMES)
-    options = Options(start_second=start, num_frames=num, fps=args.fps, height=args.height)
+    options = Options(start_second=start, num_frames=num, fps=args.fps, height=args.height, backend=args.backend)
     failures = run(args.video_dir, args.frame_dir, options, args.workers)
     if failures:
         print(f"{len(failures)} video(s) failed to decode (listed in "

@@ -181,6 +181,22 @@ def write_results(path: str, index: BoxIndex, scores: np.ndarray, seen: np.ndarr
     return int(rows.size)
 
 
+def score_records(config: ml_collections.ConfigDict, data_config: ml_collections.ConfigDict,
+                  records: Sequence[KeyframeRecord], logits_fn: LogitsFn, *,
+                  merge: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Scores [M, K] float32 and seen [M] bool of every box of `records` (BoxIndex order): every test view of
+    `data_config`, logits fused over views, then the prediction function of config.train. The one scoring
+    path of evaluate_split and the video demo."""
+    view_logits, survives = run_views(records, data_config, logits_fn, batch_size=int(config.eval_batch_size),
+                                      num_classes=int(config.model.num_classes), process_index=jax.process_index(),
+                                      process_count=jax.process_count(), merge=merge)
+    fused, seen = views.fuse_view_logits(view_logits, survives)
+    scores = np.asarray(predict_scores(fused, pose_softmax=bool(config.train.pose_softmax),
+                                       num_pose_classes=int(config.train.num_pose_classes)), np.float32)
+    return scores, seen
+
+
 def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workdir: str, *, step: int,
                    writer=None) -> dict[str, float | str]:
     """Runs every test view of the val split through `logits_fn`, writes `workdir/eval/results_step<N>.csv`,
@@ -202,12 +218,7 @@ def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workd
     if not records:
         raise ValueError(f"no val keyframes to evaluate under {data.root} (val_csv / val_proposals empty?)")
     index = BoxIndex(records)
-    view_logits, survives = run_views(records, data, logits_fn, batch_size=int(config.eval_batch_size),
-                                      num_classes=num_classes, process_index=jax.process_index(),
-                                      process_count=jax.process_count(), merge=_merge_processes)
-    fused, seen = views.fuse_view_logits(view_logits, survives)
-    scores = np.asarray(predict_scores(fused, pose_softmax=bool(config.train.pose_softmax),
-                                       num_pose_classes=int(config.train.num_pose_classes)), np.float32)
+    scores, seen = score_records(config, data, records, logits_fn, merge=_merge_processes)
 
     out_dir = os.path.join(workdir, "eval")
     csv_path = os.path.join(out_dir, f"results_step{step}.csv")
