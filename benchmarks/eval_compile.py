@@ -72,6 +72,10 @@ def main() -> None:
     boxes = args.boxes or min(int(b) for b in config.data.box_buckets)
     t, k = int(config.data.num_frames), int(config.model.num_classes)
 
+    print(f"{Path(args.config).name}: {len(distinct_frames)} frame sizes, scales {args.scales}, batch {batch} x "
+          f"[{t}, H, W, 3], {boxes} box slots, {k} classes, {jax.devices()[0].platform}")
+    print("\n| scale | frames (HxW) | eval program (no padding) | padded bucket (eval_pad_spatial) | compile (s) |")
+    print("|---|---|---|---|---|", flush=True)
     model = setup_model_state(config)
     forward = jit_logits(model.graphdef)
     state = model.state
@@ -93,14 +97,10 @@ def main() -> None:
                 compile_s = time.perf_counter() - start
                 timed += 1
                 total_s += compile_s
-            rows.append((scale, " ".join(frames), hw, bucket, compile_s))
-    print(f"{Path(args.config).name}: {len(distinct_frames)} frame sizes, scales {args.scales}, batch {batch} x "
-          f"[{t}, H, W, 3], {boxes} box slots, {k} classes, {jax.devices()[0].platform}")
-    print("\n| scale | frames (HxW) | eval program (no padding) | padded bucket (eval_pad_spatial) | compile (s) |")
-    print("|---|---|---|---|---|")
-    for scale, frames, hw, bucket, compile_s in rows:
-        timing = "-" if compile_s != compile_s else f"{compile_s:.1f}"   # NaN: not timed (--max_compiles)
-        print(f"| {scale} | {frames} | {hw[0]}x{hw[1]} | {bucket[0]}x{bucket[1]} | {timing} |")
+            rows.append(hw)
+            timing = "-" if compile_s != compile_s else f"{compile_s:.1f}"   # NaN: not timed (--max_compiles)
+            print(f"| {scale} | {' '.join(frames)} | {hw[0]}x{hw[1]} | {bucket[0]}x{bucket[1]} | {timing} |",
+                  flush=True)   # row by row: a long run shows what it has measured so far
     n_padded = sum(len(clips.spatial_buckets(distinct_frames, config.data, s)) for s in args.scales)
     print(f"\nprograms per box bucket: {len(rows)} without padding, {n_padded} with eval_pad_spatial=True; "
           f"{timed} compiled in {total_s:.1f} s ({total_s / max(timed, 1):.1f} s each)")
