@@ -469,13 +469,16 @@ def _kinetics_sources(groups, videos_dir: str, frames_root: str, fps: int,
     return sources
 
 
-def _data_fields(data_config, split: str) -> list[tuple[str, bool]]:
-    """(config.data field, is a folder) of every path `split` reads."""
+def _data_fields(data_config, split: str, scoring: bool) -> list[tuple[str, bool]]:
+    """(config.data field, is a folder) of every path `split` reads; the val GT only when it is scored or gives
+    the boxes (detections alone make the val records, e.g. for a feature bank of a set without GT)."""
     fields = [("label_map", False), ("frames_dir", True)]
     if split == "train":
         fields += [("train_csv", False), ("train_proposals", False)]
     else:
-        fields += [("val_csv", False), ("val_proposals", False), ("exclusions", False)]
+        if scoring or not data_config.val_proposals:
+            fields.append(("val_csv", False))
+        fields += [("val_proposals", False), ("exclusions", False)]
     if data_config.dataset == "ava_kinetics":
         fields += [("kinetics_videos_dir", True), (f"kinetics_{split}_csv", False)]
         if split == "val":
@@ -483,9 +486,10 @@ def _data_fields(data_config, split: str) -> list[tuple[str, bool]]:
     return [(name, folder) for name, folder in fields if data_config[name]]
 
 
-def check_data_files(data_config, splits=("train", "val")) -> None:
+def check_data_files(data_config, splits=("train", "val"), *, scoring: bool = True) -> None:
     """Raises MissingDataError naming the `config.data.*` field of the first file or folder of `splits` that
-    does not exist, so that a run stops before step 0 (not after training, at the first eval)."""
+    does not exist, so that a run stops before step 0 (not after training, at the first eval). `scoring`: the
+    val split will be scored, so its GT CSV must exist even when detections give the boxes."""
     if data_config.dataset == "synthetic":
         return
     root = data_config.root
@@ -493,7 +497,7 @@ def check_data_files(data_config, splits=("train", "val")) -> None:
         raise MissingDataError(f"config.data.root: the dataset root {root!r} does not exist (working directory "
                                f"{os.getcwd()}); point --config.data.root at the folder holding the AVA files")
     for split in splits:
-        for name, folder in _data_fields(data_config, split):
+        for name, folder in _data_fields(data_config, split, scoring):
             path = resolve_path(root, data_config[name])
             if not (os.path.isdir(path) if folder else os.path.isfile(path)):
                 kind = "folder" if folder else "file"
@@ -518,7 +522,7 @@ def load_keyframe_records(data_config, split: str, *, skip_missing_kinetics: boo
     if data_config.dataset not in ("synthetic", "ava", "ava_kinetics"):
         raise ValueError(f"data.dataset must be 'synthetic', 'ava' or 'ava_kinetics', "
                          f"got {data_config.dataset!r}")
-    check_data_files(data_config, (split,))
+    check_data_files(data_config, (split,), scoring=False)
     root = data_config.root
     label_map = read_label_map(resolve_path(root, data_config.label_map))
     if split == "train":
