@@ -11,16 +11,18 @@ This module sits above training and evaluation: it is the only place that joins 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import hashlib
+import itertools
 import logging as pylogging
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -198,35 +200,94 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final
 
 
 def _run(loop: TrainLoop) -> dict:
-    """Steps from the state's step to num_steps (or until a signal): metrics, periodic saves and evals."""
+    """Steps from the state's step to num_steps (or until a signal): metrics, periodic saves and evals.
+
+    The steady state never waits for the device: the step's metrics stay on device until a log step, a checkpoint
+    save, an eval or the end, where they are fetched together and their finite flags checked in step order (so
+    the first non-finite step is named and no checkpoint ever holds a state after it); the checkpoint schedule is
+    counted on the host; the next batches are already being copied to the devices while a step runs.
+    """
     config, model = loop.config, loop.model
-    start = int(model.state.step)
-    batches = loop.train_input.iterator(start_step=start)
+    start = int(model.state.step)          # the one read of the device step counter
+    log_every, eval_every = int(config.log_every_steps), int(config.eval_every_steps)
+    batches = prefetch_to_mesh(loop.train_input.iterator(start_step=start), model.mesh, TRAIN_KEYS,
+                               size=PREFETCH_BATCHES)
+    pending: list[tuple[int, dict]] = []   # (step, device metrics) not yet fetched and checked
     window, window_start, result = [], time.perf_counter(), {}
-    bar = tqdm(total=loop.num_steps, initial=start, unit="step", dynamic_ncols=True, disable=jax.process_index() > 0)
+    bar = progress_bar(loop.num_steps, start, disable=jax.process_index() > 0)
     for step in range(start, loop.num_steps):
         lr = loop.schedule.lr(step)
-        batch = parallel.shard_batch(next(batches), model.mesh, TRAIN_KEYS)
-        model.state, metrics = loop.step_fn(model.state, model.rng_state, batch, jnp.float32(lr))
-        metrics = jax.device_get(metrics)
-        train_step.check_finite(metrics, step)
-        window.append(metrics)
+        model.state, metrics = loop.step_fn(model.state, model.rng_state, next(batches), np.float32(lr))
+        pending.append((step, metrics))
         done = step + 1
         bar.update(1)
-        loop.checkpointer.save(model.state)
+        if done % loop.checkpointer.every_steps == 0:
+            window += fetch_checked(pending)      # the state to save follows only finite steps
+            loop.checkpointer.save(model.state)
         if loop.hooks.after_step is not None:
             loop.hooks.after_step(done, loop)
-        if done % int(config.log_every_steps) == 0 or done == loop.num_steps:
+        if done % log_every == 0 or done == loop.num_steps:
+            window += fetch_checked(pending)
             result = _summary(window, lr, time.perf_counter() - window_start, int(config.train.batch_size))
             loop.writer.write_scalars(done, result)
             bar.set_postfix(loss=f"{result['train/loss']:.4f}", lr=f"{lr:.2e}")
+            if bar.disable and jax.process_index() == 0:
+                logging.info("step %d/%d: loss %.4f, %.2f steps/s, ETA %s", done, loop.num_steps,
+                             result["train/loss"], result["train/steps_per_sec"],
+                             _eta(loop.num_steps - done, result["train/steps_per_sec"]))
             window, window_start = [], time.perf_counter()
         if loop.stop:
             break
-        if int(config.eval_every_steps) > 0 and done % int(config.eval_every_steps) == 0 and done < loop.num_steps:
+        if eval_every > 0 and done % eval_every == 0 and done < loop.num_steps:
+            window += fetch_checked(pending)
             loop.evaluate_current_weights()
+    fetch_checked(pending)                    # before the final (or signal) save of train_and_evaluate
     bar.close()
     return result
+
+
+PREFETCH_BATCHES = 2   # batches on the devices ahead of the running step (flax's prefetch_to_device uses 2)
+
+
+def prefetch_to_mesh(batches: Iterator[dict], mesh: Mesh, keys: Sequence[str], *, size: int) -> Iterator[dict]:
+    """Host-local batches -> global arrays split over `mesh`, `size` batches ahead of the one being used: their
+    host-to-device copies are started (asynchronously) while the steps before them run, as flax's
+    `prefetch_to_device`."""
+    queue: collections.deque = collections.deque()
+
+    def enqueue(n: int) -> None:
+        for batch in itertools.islice(batches, n):
+            queue.append(parallel.shard_batch(batch, mesh, keys))
+
+    enqueue(size)
+    while queue:
+        batch = queue.popleft()
+        enqueue(1)           # before yielding: `size` batches stay in flight while the caller's step runs
+        yield batch
+
+
+def fetch_checked(pending: list[tuple[int, dict]]) -> list[dict]:
+    """Fetches the pending steps' metrics to the host in one transfer, raises NonFiniteLossError naming the first
+    non-finite step, and empties `pending`."""
+    if not pending:
+        return []
+    host = jax.device_get([metrics for _, metrics in pending])
+    for (step, _), metrics in zip(pending, host, strict=True):
+        train_step.check_finite(metrics, step)
+    pending.clear()
+    return host
+
+
+def progress_bar(total: int, initial: int, *, disable: bool) -> tqdm:
+    """tqdm with ETA and steps/s on a terminal. Into a log file or a cluster job's output it writes nothing
+    (a frame per step would fill the log); the loop logs one line per log step there instead."""
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                disable=disable or not sys.stderr.isatty())
+
+
+def _eta(steps_left: int, steps_per_sec: float) -> str:
+    seconds = int(steps_left / max(steps_per_sec, 1e-9))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _summary(window: list[dict], lr: float, elapsed: float, batch_size: int) -> dict[str, float]:

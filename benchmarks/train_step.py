@@ -1,18 +1,34 @@
-"""Times the sharded train step of a config on the available devices (synthetic inputs of the config's shapes).
+"""Times the train step (and the inference forward) of a config on the available devices, with FLOPs and MFU;
+`--compare_torch` adds the PyTorch model of the project's parity oracles on the same shapes, in the same run.
 
     python benchmarks/train_step.py [--config configs/default.py] [--batch 8] [--height H] [--width W]
-                                    [--boxes 8] [--steps 10] [--dtype float32]
+                                    [--boxes 8] [--steps 10] [--dtype float32] [--conv3d auto]
+                                    [--peak_tflops X]
+    python benchmarks/train_step.py --compare_torch [--steps 3] [--threads N]
 
-Compilation and one warm-up step are excluded; the table shows the median step time over `--steps` steps,
-steps/s and clips/s. Inputs are random clips with every box real, so no step is skipped.
+Inputs are random clips with every box real, so no step is skipped. Compilation and one warm-up call are
+excluded; each row gives the min and median of `--steps` calls, each waited for. FLOPs are the compiled
+program's own count (`cost_analysis`, per device); MFU = FLOPs / step time / peak, with the peak from
+`--peak_tflops` or, when omitted, the dense bf16 peak of known accelerators (DEFAULT_PEAK_TFLOPS; pass the f32
+peak yourself for an f32 run). On CPU no peak is assumed.
+
+--compare_torch runs the `--cases`, JAX then PyTorch back to back for each, so their ratio holds even on a loaded
+machine: r50 = R50 ACAR (configs/ava_slowfast_r50_acar.py; train batch 2 x [32, 224, 224], 4 boxes; inference
+1 x [32, 256, 455], 5 boxes) and tiny = the default job's model (configs/default.py; batch 8 x [8, 64, 384],
+8 boxes). The PyTorch side is tests/helpers/torch_slowfast.py + torch_heads.py (the reference's modules) with
+SGD (nesterov momentum, weight decay) and the same pose-softmax + sigmoid loss, on `--threads` intra-op threads
+(default: every CPU, as XLA:CPU uses).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +42,208 @@ from acar_jax import parallel  # noqa: E402
 from acar_jax.batch import TRAIN_KEYS  # noqa: E402
 from acar_jax.config_files import load_config  # noqa: E402
 from acar_jax.experiment import config_roi_loss, setup_model_state  # noqa: E402
+from acar_jax.models.detector import jit_logits  # noqa: E402
+from acar_jax.models.layers import resolve_conv3d  # noqa: E402
 from acar_jax.training import train_step  # noqa: E402
+
+# Dense bf16 peak TFLOP/s per device by jax device_kind prefix (vendor data sheets).
+DEFAULT_PEAK_TFLOPS = {"TPU v4": 275.0, "TPU v5 lite": 197.0, "TPU v5e": 197.0, "TPU v5p": 459.0,
+                       "TPU v5": 459.0, "TPU v6 lite": 918.0, "TPU v6e": 918.0, "NVIDIA A100": 312.0,
+                       "NVIDIA H100": 989.0, "NVIDIA H200": 989.0, "NVIDIA L4": 121.0, "NVIDIA A10": 125.0,
+                       "NVIDIA V100": 125.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    batch: int
+    frames: int
+    height: int
+    width: int
+    boxes: int
+
+    def __str__(self) -> str:
+        return f"{self.batch} x [{self.frames}, {self.height}, {self.width}, 3], {self.boxes} boxes"
+
+
+def random_batch(shape: Shape, num_classes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    b, n = shape.batch, shape.boxes
+    xy = rng.uniform(0, 0.5, (b, n, 2))
+    return {"clips": rng.standard_normal((b, shape.frames, shape.height, shape.width, 3), dtype=np.float32),
+            "boxes": np.concatenate([xy, xy + 0.4], -1).astype(np.float32), "box_mask": np.ones((b, n), bool),
+            "valid_hw": np.tile(np.array([[shape.height, shape.width]], np.int32), (b, 1)),
+            "labels": (rng.uniform(size=(b, n, num_classes)) < 0.2).astype(np.float32)}
+
+
+def timed(call: Callable[[], object], steps: int) -> list[float]:
+    """Seconds of each of `steps` calls after one warm-up call (each waited for)."""
+    jax.block_until_ready(call())
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        jax.block_until_ready(call())
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def compiled_flops(compiled) -> float:
+    """FLOPs of a compiled program by XLA's cost analysis (per device), or nan when the backend gives none."""
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else {}
+    return float((cost or {}).get("flops", float("nan")))
+
+
+def jax_train(config, shape: Shape, steps: int) -> tuple[list[float], float, float]:
+    """(step times, FLOPs per step per device, compile + first step seconds) of the sharded train step."""
+    model = setup_model_state(config)
+    step = train_step.make_train_step(model.graphdef, model.tx, model.mesh, roi_loss_fn=config_roi_loss(config),
+                                      grad_accum_steps=int(config.train.grad_accum_steps))
+    batch = parallel.shard_batch(random_batch(shape, int(config.model.num_classes)), model.mesh, TRAIN_KEYS)
+    lr = np.float32(0.01)
+    start = time.perf_counter()
+    compiled = step.lower(model.state, model.rng_state, batch, lr).compile()
+    flops = compiled_flops(compiled)
+    holder = {"state": model.state}
+
+    def call():
+        holder["state"], metrics = compiled(holder["state"], model.rng_state, batch, lr)
+        return metrics
+    jax.block_until_ready(call())
+    first = time.perf_counter() - start
+    return timed(call, steps), flops, first
+
+
+def jax_infer(config, shape: Shape, steps: int) -> tuple[list[float], float]:
+    """(forward times, FLOPs per call) of the inference forward (the evaluator's jit_logits)."""
+    model = setup_model_state(config)
+    forward = jit_logits(model.graphdef)
+    b = random_batch(shape, int(config.model.num_classes))
+    args = (model.state.params, model.state.batch_stats, model.rng_state,
+            *(jnp.asarray(b[k]) for k in ("clips", "boxes", "box_mask", "valid_hw")))
+    compiled = forward.lower(*args).compile()
+    return timed(lambda: compiled(*args), steps), compiled_flops(compiled)
+
+
+def torch_model(config):
+    """The reference's SlowFast + head (the parity oracles) for `config.model`, random weights, BN frozen."""
+    import torch
+
+    from tests.helpers import torch_heads, torch_slowfast
+    backbone = torch_slowfast.randomize_(torch_slowfast.from_backbone_config(config.model.backbone))
+    width = backbone.slow_inplanes + backbone.fast_inplanes
+    head = torch_heads.randomize_(torch_heads.from_model_config(config.model, width))
+    return torch.nn.ModuleDict({"backbone": backbone, "head": head})
+
+
+def torch_forward(model, batch: dict[str, np.ndarray]):
+    import torch
+
+    from tests.helpers import torch_heads
+    clips = torch.from_numpy(batch["clips"]).permute(0, 4, 1, 2, 3)
+    slow, fast = model["backbone"](clips)
+    return torch_heads.run_oracle(model["head"], slow, fast, batch["boxes"], batch["box_mask"], batch["valid_hw"],
+                                  tuple(batch["clips"].shape[2:4]))
+
+
+def torch_loss(logits, labels, num_pose: int):
+    """The reference's loss: softmax cross-entropy over the pose classes + sigmoid BCE over the rest."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+    flat, target = logits.reshape(-1, logits.shape[-1]), torch.from_numpy(labels).reshape(-1, labels.shape[-1])
+    pose = F.cross_entropy(flat[:, :num_pose], target[:, :num_pose].argmax(1))
+    rest = F.binary_cross_entropy_with_logits(flat[:, num_pose:], target[:, num_pose:])
+    return pose + rest
+
+
+def torch_train(config, shape: Shape, steps: int) -> list[float]:
+    import torch
+    model = torch_model(config)
+    model.train()
+    for m in model.modules():   # frozen BN, as the reference (and our FrozenBatchNorm)
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.eval()
+    opt = config.train.optimizer
+    sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=float(opt.momentum), nesterov=bool(opt.nesterov),
+                          weight_decay=float(opt.weight_decay))
+    batch = random_batch(shape, int(config.model.num_classes))
+
+    def call():
+        sgd.zero_grad(set_to_none=True)
+        loss = torch_loss(torch_forward(model, batch), batch["labels"], int(config.train.num_pose_classes))
+        loss.backward()
+        sgd.step()
+        return None
+    return timed(call, steps)
+
+
+def torch_infer(config, shape: Shape, steps: int) -> list[float]:
+    import torch
+    model = torch_model(config).eval()
+    batch = random_batch(shape, int(config.model.num_classes))
+
+    def call():
+        with torch.no_grad():
+            torch_forward(model, batch)
+    return timed(call, steps)
+
+
+def peak_tflops(arg: float | None) -> float | None:
+    if arg is not None:
+        return arg
+    kind = jax.devices()[0].device_kind
+    return next((v for k, v in DEFAULT_PEAK_TFLOPS.items() if kind.startswith(k)), None)
+
+
+def row(name: str, what: str, times: list[float], flops: float, peak: float | None) -> str:
+    lo, med = min(times), statistics.median(times)
+    tflops = flops / lo / 1e12 if np.isfinite(flops) else float("nan")
+    mfu = f"{100 * tflops / peak:.1f}%" if peak and np.isfinite(tflops) else "-"
+    gflop = f"{flops / 1e9:.0f}" if np.isfinite(flops) else "-"
+    return f"{name:<18}{what:<16}{lo * 1e3:>10.0f}{med * 1e3:>10.0f}{gflop:>10}{tflops:>9.2f}{mfu:>7}"
+
+
+COMPARE_CASES = (  # (name, config, train shape, inference shape)
+    ("r50", ROOT / "configs" / "ava_slowfast_r50_acar.py", Shape(2, 32, 224, 224, 4), Shape(1, 32, 256, 455, 5)),
+    ("tiny", ROOT / "configs" / "default.py", Shape(8, 8, 64, 384, 8), Shape(8, 8, 64, 384, 8)))
+
+HEADER = f"{'':<18}{'':<16}{'min (ms)':>10}{'med (ms)':>10}{'GFLOP':>10}{'TFLOP/s':>9}{'MFU':>7}"
+
+
+def configure(path: str, dtype: str | None, conv3d: str | None):
+    config = load_config(path)
+    if dtype:
+        config.model.dtype = dtype
+    if conv3d:
+        config.model.conv3d = conv3d
+    return config
+
+
+def compare_torch(args) -> None:
+    import torch
+    torch.set_num_threads(args.threads)
+    cases = [case for case in COMPARE_CASES if case[0] in args.cases]
+    peak = peak_tflops(args.peak_tflops)
+    lines, ratios = [], []
+    for name, path, train_shape, infer_shape in cases:
+        config = configure(str(path), args.dtype, args.conv3d)
+        jt, flops_t, _ = jax_train(config, train_shape, args.steps)
+        tt = torch_train(config, train_shape, args.steps)
+        ji, flops_i = jax_infer(config, infer_shape, args.steps)
+        ti = torch_infer(config, infer_shape, args.steps)
+        lines += [row(name, "train JAX", jt, flops_t, peak), row(name, "train PyTorch", tt, flops_t, peak),
+                  row(name, "infer JAX", ji, flops_i, peak), row(name, "infer PyTorch", ti, flops_i, peak)]
+        ratios.append(f"{name}: JAX / PyTorch min: train {min(jt) / min(tt):.2f}, inference "
+                      f"{min(ji) / min(ti):.2f}  (train {train_shape}; inference {infer_shape})")
+        if args.verbose:
+            print("\n".join(lines[-4:]), flush=True)
+    print(f"{jax.device_count()} x {jax.devices()[0].device_kind} (conv3d "
+          f"{resolve_conv3d(args.conv3d or 'auto')}, dtype {args.dtype or 'float32'}), PyTorch "
+          f"{torch.__version__} on {torch.get_num_threads()} threads; {args.steps} timed calls each; FLOPs of the "
+          "JAX program (both sides)")
+    print(HEADER)
+    print("\n".join(lines))
+    print("\n".join(ratios))
 
 
 def main() -> None:
@@ -36,43 +253,44 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=None, help="clip height (default: config.synthetic.height)")
     parser.add_argument("--width", type=int, default=None, help="clip width (default: config.synthetic.width)")
     parser.add_argument("--boxes", type=int, default=8, help="N_max boxes per clip (all real)")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--dtype", default=None, help="override config.model.dtype")
+    parser.add_argument("--steps", type=int, default=None, help="timed calls (default 10; 3 with --compare_torch)")
+    parser.add_argument("--dtype", default=None, help="override config.model.dtype (float32 | bfloat16)")
+    parser.add_argument("--conv3d", default=None, choices=("auto", "native", "folded"),
+                        help="override config.model.conv3d")
+    parser.add_argument("--peak_tflops", type=float, default=None,
+                        help="per-device peak for MFU (default: dense bf16 peak of known GPUs/TPUs, none on CPU)")
+    parser.add_argument("--inference", action="store_true", help="also time the inference forward")
+    parser.add_argument("--compare_torch", action="store_true", help="JAX vs PyTorch table (R50 ACAR and tiny)")
+    parser.add_argument("--cases", default="r50,tiny", help="--compare_torch cases, comma-separated: r50, tiny")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch intra-op threads")
+    parser.add_argument("--verbose", action="store_true", help="print each case's rows as it finishes")
     args = parser.parse_args()
+    args.steps = args.steps or (3 if args.compare_torch else 10)
+    if args.steps < 1:
+        parser.error("--steps must be >= 1")
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(args.cases) - {case[0] for case in COMPARE_CASES})
+    if unknown or not args.cases:
+        parser.error(f"--cases: unknown {unknown}; choose from r50, tiny")
+    if args.compare_torch:
+        compare_torch(args)
+        return
 
-    config = load_config(args.config)
-    if args.dtype:
-        config.model.dtype = args.dtype
-    args.height = args.height or int(config.synthetic.height)
-    args.width = args.width or int(config.synthetic.width)
-    train_step.check_batch_size(args.batch, jax.device_count(), int(config.train.grad_accum_steps))
-    model = setup_model_state(config)
-    mesh, state, rng_state = model.mesh, model.state, model.rng_state
-    step = train_step.make_train_step(model.graphdef, model.tx, mesh, roi_loss_fn=config_roi_loss(config),
-                                      grad_accum_steps=int(config.train.grad_accum_steps))
-    rng = np.random.default_rng(0)
-    b, n, k, t = args.batch, args.boxes, int(config.model.num_classes), int(config.data.num_frames)
-    xy = rng.uniform(0, 0.5, (b, n, 2))
-    batch = {"clips": rng.standard_normal((b, t, args.height, args.width, 3), dtype=np.float32),
-             "boxes": np.concatenate([xy, xy + 0.4], -1).astype(np.float32), "box_mask": np.ones((b, n), bool),
-             "valid_hw": np.tile(np.array([[args.height, args.width]], np.int32), (b, 1)),
-             "labels": (rng.uniform(size=(b, n, k)) < 0.2).astype(np.float32)}
-    batch = parallel.shard_batch(batch, mesh, TRAIN_KEYS)
-    start = time.perf_counter()
-    state, metrics = step(state, rng_state, batch, jnp.float32(0.01))
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        state, metrics = step(state, rng_state, batch, jnp.float32(0.01))
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - start)
-    med = statistics.median(times)
-    print(f"{Path(args.config).name}, {jax.device_count()} x {jax.devices()[0].device_kind}, batch {b} x "
-          f"[{t}, {args.height}, {args.width}, 3], {n} boxes, dtype {config.model.dtype}")
-    print(f"{'compile+1st (s)':>16}{'step (ms)':>11}{'steps/s':>9}{'clips/s':>9}")
-    print(f"{compile_s:>16.1f}{med * 1e3:>11.1f}{1 / med:>9.2f}{b / med:>9.1f}")
+    config = configure(args.config, args.dtype, args.conv3d)
+    shape = Shape(args.batch, int(config.data.num_frames), args.height or int(config.synthetic.height),
+                  args.width or int(config.synthetic.width), args.boxes)
+    train_step.check_batch_size(shape.batch, jax.device_count(), int(config.train.grad_accum_steps))
+    times, flops, first = jax_train(config, shape, args.steps)
+    peak = peak_tflops(args.peak_tflops)
+    print(f"{Path(args.config).name}, {jax.device_count()} x {jax.devices()[0].device_kind}, batch {shape}, "
+          f"dtype {config.model.dtype}, conv3d {resolve_conv3d(str(config.model.conv3d))}; compile + first step "
+          f"{first:.1f} s; steps/s {1 / statistics.median(times):.2f}, clips/s "
+          f"{shape.batch / statistics.median(times):.1f}")
+    print(HEADER)
+    print(row(Path(args.config).stem, "train", times, flops, peak))
+    if args.inference:
+        infer, flops_i = jax_infer(config, shape, args.steps)
+        print(row(Path(args.config).stem, "inference", infer, flops_i, peak))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ def get_model_config() -> ml_collections.ConfigDict:
     model.num_classes = 60            # K: size of the label map's class list
     model.dtype = "float32"           # "bfloat16": convs and matmuls in bf16, params / BN stats / loss in f32
     model.remat = False               # rematerialise each backbone stage (memory for compute)
+    model.conv3d = "auto"             # "auto" | "native" | "folded": 3-D convs as lax 3-D convs or time folded
+                                      # into the batch (2-D convs / matmuls); auto: folded on CPU, native on GPU/TPU
 
     backbone = model.backbone = ml_collections.ConfigDict()
     backbone.layers = (3, 4, 6, 3)    # R50; R101 (3, 4, 23, 3); R152 (3, 8, 36, 3)

@@ -15,6 +15,20 @@ from flax import nnx
 
 Triple = tuple[int, int, int]
 
+CONV3D_PATHS = ("auto", "native", "folded")   # config.model.conv3d
+
+
+def resolve_conv3d(path: str, backend: str | None = None) -> str:
+    """config.model.conv3d -> "native" or "folded". "auto" picks folded on XLA:CPU, whose 3-D convolutions are
+    several times slower than the same sums as 2-D convolutions / matmuls (measured, README "Performance"), and
+    the native 3-D convolution elsewhere (cuDNN and the TPU convolution emitter handle 3-D directly; the folded
+    form costs an extra copy of each input per temporal tap there)."""
+    if path not in CONV3D_PATHS:
+        raise ValueError(f"model.conv3d must be one of {CONV3D_PATHS}, got {path!r}")
+    if path != "auto":
+        return path
+    return "folded" if (backend or jax.default_backend()) == "cpu" else "native"
+
 
 def _triple(value: int | Sequence[int], name: str) -> Triple:
     """Expands an int to (t, h, w); checks a sequence has 3 entries."""
@@ -45,12 +59,18 @@ def he_normal_fan_out(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = j
 class Conv3d(nnx.Module):
     """Bias-free 3-D convolution, NTHWC input, kernel `[kt, kh, kw, in, out]` (PyTorch `Conv3d(bias=False)`).
 
-    Padding is explicit and symmetric per axis, exactly as PyTorch's `padding=(pt, ph, pw)`.
+    Padding is explicit and symmetric per axis, exactly as PyTorch's `padding=(pt, ph, pw)`. `path`: "native"
+    (one 3-D `conv_general_dilated`) or "folded" (time folded into the batch; see `__call__`), same sums and
+    parameters; `resolve_conv3d` picks one per backend.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], *,
                  stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
-                 dilation: int | Sequence[int] = 1, dtype: jnp.dtype | str = jnp.float32, rngs: nnx.Rngs):
+                 dilation: int | Sequence[int] = 1, dtype: jnp.dtype | str = jnp.float32, path: str = "folded",
+                 rngs: nnx.Rngs):
+        if path not in ("native", "folded"):
+            raise ValueError(f"Conv3d path must be 'native' or 'folded' (resolve 'auto' first), got {path!r}")
+        self.path = path
         self.kernel_size = _triple(kernel_size, "kernel_size")
         self.stride = _triple(stride, "stride")
         self.padding = _triple(padding, "padding")
@@ -73,6 +93,13 @@ class Conv3d(nnx.Module):
         dt, dh, dw = self.dilation
         kernel = self.kernel[...].astype(self.dtype)
         x = x.astype(self.dtype)
+        if self.path == "native":
+            if x.shape[1] + 2 * pt < dt * (kt - 1) + 1:
+                raise ValueError(f"Conv3d: {x.shape[1]} frames (padding {pt}) are fewer than the temporal "
+                                 f"kernel {kt} (dilation {dt}) needs")
+            return jax.lax.conv_general_dilated(
+                x, kernel, window_strides=self.stride, padding=[(pt, pt), (ph, ph), (pw, pw)],
+                rhs_dilation=self.dilation, dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
         if pt:
             x = jnp.pad(x, ((0, 0), (pt, pt), (0, 0), (0, 0), (0, 0)))
         batch, t_out = x.shape[0], (x.shape[1] - dt * (kt - 1) - 1) // st + 1
