@@ -29,7 +29,15 @@ from flax import nnx
 
 from acar_jax.batch import check_array
 from acar_jax.models.boxes import effective_feature_hw
-from acar_jax.models.heads import HR2O, ACARHead, _spatial_mask, _time_average, check_head_inputs, roi_features
+from acar_jax.models.heads import (
+    HR2O,
+    ACARHead,
+    _spatial_mask,
+    _time_average,
+    check_head_inputs,
+    relation_classifier,
+    roi_features,
+)
 
 
 def first_order_maps(head: ACARHead, slow: jax.Array, fast: jax.Array, boxes: jax.Array, valid_hw: jax.Array,
@@ -122,12 +130,7 @@ class ACFBHead(ACARHead):
         spatial_mask = _spatial_mask(eff, *x.shape[2:4])
         for block in self.hr2o:
             x = block(x, bank, spatial_mask, bank_mask, train=train)
-        m = spatial_mask[:, None, :, :, None]
-        gap = jnp.sum(x.astype(jnp.float32) * m, axis=(2, 3)) / jnp.maximum(jnp.sum(m, axis=(2, 3)), 1.0)
-        out = jnp.concatenate([jax.nn.relu(self.fc1(actors)).astype(jnp.float32), gap], axis=-1)
-        out = self.dp(out, deterministic=not train)
-        logits = self.fc2(out).astype(jnp.float32)
-        return jnp.where(box_mask[..., None], logits, 0.0)
+        return relation_classifier(self, actors, x, spatial_mask, box_mask, train=train)
 
 
 def detector_bank_maps(model: nnx.Module, clips: jax.Array, boxes: jax.Array, valid_hw: jax.Array

@@ -250,12 +250,19 @@ class ACARHead(nnx.Module):
         x, spatial_mask = self._first_order(context, actors, eff)
         for block in self.hr2o:
             x = block(x, spatial_mask, box_mask, train=train)
-        m = spatial_mask[:, None, :, :, None]
-        gap = jnp.sum(x.astype(jnp.float32) * m, axis=(2, 3)) / jnp.maximum(jnp.sum(m, axis=(2, 3)), 1.0)
-        out = jnp.concatenate([jax.nn.relu(self.fc1(actors)).astype(jnp.float32), gap], axis=-1)
-        out = self.dp(out, deterministic=not train)
-        logits = self.fc2(out).astype(jnp.float32)
-        return jnp.where(box_mask[..., None], logits, 0.0)
+        return relation_classifier(self, actors, x, spatial_mask, box_mask, train=train)
+
+
+def relation_classifier(head: nnx.Module, actors: jax.Array, x: jax.Array, spatial_mask: jax.Array,
+                        box_mask: jax.Array, *, train: bool) -> jax.Array:
+    """ACAR's classifier, shared by the ACFB head: [ReLU(fc1(actor feature)), masked mean of the relation maps]
+    -> dropout -> fc2. actors [B, N, R], x [B, N, h, w, D], spatial_mask [B, h, w] -> logits [B, N, K]."""
+    m = spatial_mask[:, None, :, :, None]
+    gap = jnp.sum(x.astype(jnp.float32) * m, axis=(2, 3)) / jnp.maximum(jnp.sum(m, axis=(2, 3)), 1.0)
+    out = jnp.concatenate([jax.nn.relu(head.fc1(actors)).astype(jnp.float32), gap], axis=-1)
+    out = head.dp(out, deterministic=not train)
+    logits = head.fc2(out).astype(jnp.float32)
+    return jnp.where(box_mask[..., None], logits, 0.0)
 
 
 def build_head(model_config: ml_collections.ConfigDict, width: int, *, rngs: nnx.Rngs) -> nnx.Module:
