@@ -1,4 +1,4 @@
-"""AVA-Kinetics v1.0, SlowFast R101 8x8 + ACAR head: the paper's recipe (paper_facts.md, "Training").
+"""AVA-Kinetics v1.0, SlowFast R101 8x8 + ACAR head: the paper's recipe (the AVA-Kinetics challenge report, "Training").
 
 Architecture: the reference's AVA-Kinetics R101 model (configs/AVA-Kinetics/
 evalAVA_SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml: the R101 backbone defaults, HR2O depth 1, mlp_1x1, 0..255

@@ -1,6 +1,6 @@
 """Every config file loads through `config_flags` (as run.py loads it), has exactly default.py's fields, and
 holds the values that define the reference config or paper recipe it names (table below, from the reference's
-configs/AVA/*.yaml, its slowfast.py defaults and paper_facts.md)."""
+configs/AVA/*.yaml, its slowfast.py defaults and the AVA-Kinetics report's training recipe)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ R101_ACAR = {  # reference SLOWFAST_R101_ACAR_HR2O_DEPTH1.yaml + slowfast.py def
     "train.num_epochs": 5.0, "train.schedule.milestone_epochs": (4.6, 4.8),
     "checkpoint.init_from": "pretrained/SLOWFAST_R101_K700",
 }
-AVAK_R101 = {  # R101 architecture + the paper's AVA-Kinetics recipe (paper_facts.md)
+AVAK_R101 = {  # R101 architecture + the paper's AVA-Kinetics recipe (its "Training" section)
     **R101_ACAR,
     "data.dataset": "ava_kinetics", "data.root": "data/ava_kinetics",
     "data.kinetics_train_csv": "kinetics_train_v1.0.csv",
