@@ -74,7 +74,7 @@ def _preflight(config) -> None:
     import jax  # noqa: PLC0415
 
     from acar_jax import parallel  # noqa: PLC0415 (jax only)
-    from data_pipelines import ava_files  # noqa: PLC0415
+    from data_pipelines import ava_files, packed_clips, sources  # noqa: PLC0415
 
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     try:
@@ -83,8 +83,12 @@ def _preflight(config) -> None:
                                       int(config.train.grad_accum_steps))
         splits = {"eval": ("val",), "train": ("train",), "train_and_eval": ("train", "val"),
                   "extract_bank": ("train", "val")}.get(_MODE.value, ())
-        ava_files.check_data_files(config.data, splits)
-    except (parallel.BatchSizeError, ava_files.MissingDataError) as e:
+        if _MODE.value == "extract_bank":                  # the bank reads frame files, whatever data.source
+            ava_files.check_data_files(config.data, splits)
+        elif not (config.data.dataset == "synthetic" and sources.data_source(config.data) == "tfds"):
+            sources.check_data_files(config.data, splits)   # (the synthetic set is packed when the run starts)
+    except (parallel.BatchSizeError, ava_files.MissingDataError, sources.DataSourceError,
+            packed_clips.NotPreparedError, packed_clips.ShardsConfigError) as e:
         sys.exit(f"error: {e}")
 
 

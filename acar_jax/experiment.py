@@ -39,12 +39,13 @@ from acar_jax.batch import TRAIN_KEYS
 from acar_jax.evaluation.evaluator import evaluate_split
 from acar_jax.models.detector import create_model, jit_logits
 from acar_jax.training import checkpoints, losses, optim, schedules, train_step
-from data_pipelines import ava_files, clips, synthetic
+from data_pipelines import ava_files, clips, packed_clips, sources, synthetic
 
 ModelFactory = Callable[[ml_collections.ConfigDict], nnx.Module]
 
 # Errors in what the user gave (config values, data files): run.py prints their one-line message, no traceback.
-USER_INPUT_ERRORS = (ava_files.MissingDataError, ava_files.AvaFormatError, parallel.BatchSizeError)
+USER_INPUT_ERRORS = (ava_files.MissingDataError, ava_files.AvaFormatError, parallel.BatchSizeError,
+                     sources.DataSourceError, packed_clips.NotPreparedError, packed_clips.ShardsConfigError)
 
 
 def config_roi_loss(config: ml_collections.ConfigDict) -> train_step.RoiLossFn:
@@ -85,9 +86,18 @@ def setup_model_state(config: ml_collections.ConfigDict, create: ModelFactory = 
 
 
 def prepare_data(config: ml_collections.ConfigDict) -> None:
-    """Generates the synthetic dataset under data.root when the config asks for it and it is absent."""
+    """Generates the synthetic dataset under data.root when the config asks for it and it is absent, and packs
+    it (seconds) when the config reads packed shards (real datasets are packed by tools/prepare_tfds.py)."""
     if config.data.dataset == "synthetic":
         synthetic.ensure_synthetic_dataset(config.data.root, config.synthetic)
+        if sources.data_source(config.data) == "tfds" and jax.process_index() == 0:
+            from data_pipelines import packed_prepare  # noqa: PLC0415
+
+            for split in packed_clips.SPLITS:
+                packed_prepare.prepare_split(config.data, split, num_classes=int(config.model.num_classes),
+                                             log=lambda line: logging.info("%s", line))
+        if sources.data_source(config.data) == "tfds" and jax.process_count() > 1:
+            multihost_utils.sync_global_devices("synthetic shards prepared")
 
 
 def sharded_logits_fn(model: ModelState):
@@ -156,9 +166,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final
     quiet_orbax()
     prepare_data(config)
     parallel.check_batch_size(int(config.train.batch_size), jax.device_count(), int(config.train.grad_accum_steps))
-    ava_files.check_data_files(config.data, ("train", "val") if final_eval or int(config.eval_every_steps) > 0
-                               else ("train",))      # before step 0, not at the first eval
-    records = ava_files.load_keyframe_records(config.data, "train")
+    sources.check_data_files(config.data, ("train", "val") if final_eval or int(config.eval_every_steps) > 0
+                             else ("train",))        # before step 0, not at the first eval
+    records = sources.keyframe_records(config.data, "train")
     train_input = clips.TrainInput(records, config.data, global_batch_size=int(config.train.batch_size),
                                    seed=int(config.data.shuffle_seed), process_index=jax.process_index(),
                                    process_count=jax.process_count(), num_classes=int(config.model.num_classes))
@@ -305,7 +315,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, hook
     workdir = os.path.abspath(workdir)
     quiet_orbax()
     prepare_data(config)
-    ava_files.check_data_files(config.data, ("val",))
+    sources.check_data_files(config.data, ("val",))
     model = setup_model_state(config, hooks.create_model)
     ckpt = checkpoints.Checkpointer(workdir, every_steps=int(config.checkpoint.every_steps),
                                     max_to_keep=int(config.checkpoint.max_to_keep))

@@ -60,6 +60,8 @@ def get_config() -> ml_collections.ConfigDict:
     data = config.data
     data.dataset = "ava"
     data.root = "data/ava"
+    data.source = "frames"            # "tfds": packed shards (python tools/prepare_tfds.py --config=THIS --split=...)
+    data.tfds_dir = "tfds_clips_32x2"  # shards of 32 frames at stride 2, relative to root
     data.train_proposals = (
         "person_box_67091280_iou90/ava_detection_train_boxes_and_labels_include_negative_v2.2.csv")
     data.train_proposal_threshold = 0.9   # ref: ava_train_v2.2_with_fair_0.9 (GT + FAIR >= 0.9)

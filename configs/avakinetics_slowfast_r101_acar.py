@@ -35,6 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
     data = config.data
     data.dataset = "ava_kinetics"
     data.root = "data/ava_kinetics"
+    data.source = "frames"            # "tfds": packed shards (Kinetics clips as extracted frames; README)
+    data.tfds_dir = "tfds_clips_32x2"
     data.kinetics_videos_dir = "kinetics_videos"
     data.kinetics_train_csv = "kinetics_train_v1.0.csv"    # AVA-Kinetics v1.0 release (GT only: paper trains
     data.kinetics_val_csv = "kinetics_val_v1.0.csv"        # Kinetics on GT boxes)

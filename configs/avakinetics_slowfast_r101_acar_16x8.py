@@ -20,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = avakinetics_slowfast_r101_acar.get_config()
     config.data.num_frames = 64           # 4T with T = 16 (a 128-frame window at stride 2)
     config.data.frame_stride = 2          # tau / alpha = 8 / 4
+    config.data.tfds_dir = "tfds_clips_64x2"  # packed shards are per sampling (data.source = "tfds")
     config.model.backbone.alpha = 4       # slow pathway: 64 / 4 = 16 frames
     config.checkpoint.init_from = "pretrained/SLOWFAST_R101_16x8_K700"
     return config

@@ -47,6 +47,9 @@ def get_data_config() -> ml_collections.ConfigDict:
     data = ml_collections.ConfigDict()
     data.dataset = "synthetic"        # "synthetic" | "ava" | "ava_kinetics"
     data.root = "synthetic_data"      # dataset root: frames/<video_id>/image_%06d.jpg and annotation files
+    data.source = "frames"            # "frames": read each clip's JPEG files | "tfds": read the packed ArrayRecord
+    #                                   shards of tfds_dir (tools/prepare_tfds.py; same batches, few large files)
+    data.tfds_dir = "tfds_clips"      # prepared shards, relative to root (one folder per num_frames x frame_stride)
     data.frames_dir = "frames"        # relative to root
     data.label_map = "ava_action_list_v2.2_for_activitynet_2019.pbtxt"  # relative to root (or absolute)
     data.train_csv = "ava_train_v2.2.csv"

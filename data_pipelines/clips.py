@@ -27,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from data_pipelines import frame_index, transforms
+from data_pipelines import frame_index, packed_clips, transforms
 from data_pipelines.records import KeyframeRecord
 
 Size = tuple[int, int]
@@ -173,6 +173,9 @@ def _original_sizes(records_or_sizes: Sequence[KeyframeRecord] | Sequence[Size])
             sizes.append((int(item[0]), int(item[1])))
             continue
         src = item.source
+        if isinstance(src, packed_clips.PackedSource):     # measured when the shards were prepared
+            sizes.append(src.frame_hw)
+            continue
         key = (src.frames_dir, src.video_path)
         if key not in per_video:
             per_video[key] = _probe_size(src.frames_dir, src.video_path, src.keyframe_index)
@@ -282,6 +285,8 @@ class _ClipLoader:
             "filler": tf.TensorSpec([], tf.bool),
             "video_id": tf.TensorSpec([], tf.string),
             "timestamp": tf.TensorSpec([], tf.int32),
+            "shard_set": tf.TensorSpec([], tf.string),     # packed clips: frames from record `position` of it
+            "position": tf.TensorSpec([], tf.int64),
         }
 
     def example(self, item: KeyframePlan | None, key: tuple[int, int] = (0, 0), *,
@@ -295,7 +300,8 @@ class _ClipLoader:
                     "resize_hw": np.asarray(pad_hw, np.int32), "pad_hw": np.asarray(pad_hw, np.int32),
                     "boxes": np.zeros([n_max, 4], np.float32), "box_mask": np.zeros([n_max], bool),
                     "labels": np.zeros([n_max, k], np.float32), "key": np.zeros([2], np.int64),
-                    "filler": np.bool_(True), "video_id": np.bytes_(b""), "timestamp": np.int32(0)}
+                    "filler": np.bool_(True), "video_id": np.bytes_(b""), "timestamp": np.int32(0),
+                    "shard_set": np.bytes_(b""), "position": np.int64(-1)}
         rec = item.record
         indices = _frame_indices(rec, self.config)
         n = rec.num_boxes
@@ -304,7 +310,8 @@ class _ClipLoader:
         labels = np.zeros([item.n_max, k], np.float32)
         labels[:n] = rec.labels
         box_mask = np.arange(item.n_max) < n
-        if rec.source.video_path:
+        packed = isinstance(rec.source, packed_clips.PackedSource)
+        if rec.source.video_path or packed:
             paths = np.full([t], b"")
         else:
             paths = np.asarray([p.encode() for p in frame_index.frame_paths(rec.source.frames_dir, indices)])
@@ -312,20 +319,30 @@ class _ClipLoader:
                 "frame_idx": indices, "resize_hw": np.asarray(item.resize_hw, np.int32),
                 "pad_hw": np.asarray(item.pad_hw, np.int32), "boxes": boxes, "box_mask": box_mask, "labels": labels,
                 "key": np.asarray(key, np.int64), "filler": np.bool_(False),
-                "video_id": np.bytes_(rec.video_id.encode()), "timestamp": np.int32(rec.timestamp)}
+                "video_id": np.bytes_(rec.video_id.encode()), "timestamp": np.int32(rec.timestamp),
+                "shard_set": np.bytes_(rec.source.shard_set.encode() if packed else b""),
+                "position": np.int64(rec.source.position if packed else -1)}
 
     def _decode(self, ex: dict[str, tf.Tensor]) -> tf.Tensor:
-        """[T, H, W, 3] uint8: JPEGs decoded by TF (outside the GIL), or an mp4 decoded by PyAV.
+        """[T, H, W, 3] uint8: JPEGs (frame files or a packed record) decoded by TF (outside the GIL), or an mp4
+        decoded by PyAV.
 
         INTEGER_ACCURATE is libjpeg's ISLOW, what PIL (the reference's reader) uses: the decoded pixels are
         the reference's exactly (TF's default, INTEGER_FAST, is off by up to 4 levels).
         """
-        def decode(path):
-            return tf.io.decode_jpeg(tf.io.read_file(path), channels=3, dct_method="INTEGER_ACCURATE")
+        def decode(data):
+            return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+
+        def packed_bytes():
+            data = tf.numpy_function(packed_clips.read_jpegs, [ex["shard_set"], ex["position"], ex["video_id"],
+                                                               ex["timestamp"]], tf.string, stateful=False)
+            return tf.ensure_shape(data, [self.num_frames])
 
         def jpegs():
             spec = tf.TensorSpec([None, None, 3], tf.uint8)
-            return tf.map_fn(decode, ex["paths"], fn_output_signature=spec)
+            data = tf.cond(tf.strings.length(ex["shard_set"]) > 0, packed_bytes,
+                           lambda: tf.map_fn(tf.io.read_file, ex["paths"]))
+            return tf.map_fn(decode, data, fn_output_signature=spec)
 
         def video():
             frames = tf.numpy_function(_decode_video_frames, [ex["video_path"], ex["frame_idx"]], tf.uint8,
@@ -382,6 +399,9 @@ def _diagnose(items: Sequence[KeyframePlan], data_config: ml_collections.ConfigD
         src = item.record.source
         where = _keyframe_name(item.record)
         try:
+            if isinstance(src, packed_clips.PackedSource):
+                packed_clips.check_clip(src, item.record)
+                continue
             if src.video_path:
                 frame_index.decode_video(src.video_path)
                 continue

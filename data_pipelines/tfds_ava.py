@@ -10,7 +10,9 @@ in the tf.data map), so the prepared dataset is small; `tfds.load`, versioning, 
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=AVA_ROOT))
   records = [record_from_example(ex) for ex in tfds.as_numpy(builder.as_dataset(split="val"))]
 
-Frame sources are stored as absolute paths under `manual_dir` as it was when the dataset was prepared.
+The frames themselves, packed per keyframe into ArrayRecord shards for a pod, are data_pipelines/packed_clips.py's
+(`config.data.source = "tfds"`). Frame sources are stored as absolute paths under `manual_dir` as it was when the
+dataset was prepared.
 Examples keep the index order (sorted by video id, timestamp): shuffling is the pipeline's job.
 """
 

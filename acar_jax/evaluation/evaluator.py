@@ -37,7 +37,7 @@ from jax.experimental import multihost_utils
 
 from acar_jax.evaluation import ava_metric, report, result_csv, views
 from acar_jax.models.predictions import predict_scores
-from data_pipelines import ava_files, clips, synthetic
+from data_pipelines import ava_files, clips, sources, synthetic
 from data_pipelines.records import KeyframeRecord
 
 LogitsFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -214,7 +214,7 @@ def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workd
     if label_map.num_classes != num_classes:
         raise ValueError(f"{label_map.path}: {label_map.num_classes} classes, but config.model.num_classes "
                          f"is {num_classes}")
-    records = ava_files.load_keyframe_records(data, "val")
+    records = sources.keyframe_records(data, "val")
     if not records:
         raise ValueError(f"no val keyframes to evaluate under {data.root} (val_csv / val_proposals empty?)")
     index = BoxIndex(records)
