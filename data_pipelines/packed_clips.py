@@ -149,16 +149,16 @@ def check_index_fields(stored: dict, data_config: ml_collections.ConfigDict, dir
 def checked_split(data_config: ml_collections.ConfigDict, split: str) -> tuple[str, dict]:
     """(shards dir, the split's manifest entry) after checking the split is complete and matches the config."""
     directory = shards_dir(data_config)
+    staging = os.path.join(directory, f"incomplete.{split}")
+    partial = f" (an unfinished preparation is in {staging}: the same command resumes it)" \
+        if os.path.isdir(staging) else ""
     manifest = read_manifest(directory)
     if manifest is None:
-        raise NotPreparedError(f"config.data.tfds_dir: no prepared shards in {directory} ({MANIFEST} is missing); "
-                               f"prepare them: {PREPARE_COMMAND.format(split=split)}")
+        raise NotPreparedError(f"config.data.tfds_dir: no prepared shards in {directory} ({MANIFEST} is missing)"
+                               f"{partial}; prepare them: {PREPARE_COMMAND.format(split=split)}")
     check_sampling(manifest, data_config, directory)
     entry = manifest["splits"].get(split)
     if entry is None:
-        staging = os.path.join(directory, f"incomplete.{split}")
-        partial = f" (an unfinished preparation is in {staging}: the same command resumes it)" \
-            if os.path.isdir(staging) else ""
         raise NotPreparedError(f"config.data.tfds_dir: the {split} split is not prepared in {directory}{partial}; "
                                f"prepare it: {PREPARE_COMMAND.format(split=split)}")
     check_index_fields(entry["fields"], data_config, directory, split)

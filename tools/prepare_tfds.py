@@ -31,7 +31,7 @@ _KEYFRAMES_PER_SHARD = flags.DEFINE_integer("keyframes_per_shard", 256,
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from data_pipelines import ava_files, packed_clips, packed_prepare, synthetic  # noqa: PLC0415
+    from data_pipelines import ava_files, frame_index, packed_clips, packed_prepare, synthetic  # noqa: PLC0415
 
     config = _CONFIG.value
     if config.data.dataset == "synthetic":
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
                                              keyframes_per_shard=_KEYFRAMES_PER_SHARD.value,
                                              log=lambda line: print(line, file=sys.stderr))
     except (ava_files.MissingDataError, ava_files.AvaFormatError, packed_clips.ShardsConfigError,
-            FileNotFoundError, ValueError) as e:
+            frame_index.FrameReadError, FileNotFoundError, ValueError) as e:   # the user's files or config
         sys.exit(f"prepare_tfds: {e}")
     per_keyframe = entry["num_bytes"] / max(entry["num_keyframes"], 1)
     print(f"{_SPLIT.value}: {entry['num_keyframes']} keyframes, {entry['num_bytes'] / 1e9:.3f} GB "
