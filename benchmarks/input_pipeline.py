@@ -138,7 +138,7 @@ def main() -> None:
     bs = config.train.batch_size
     size = f"{config.synthetic.height}x{config.synthetic.width} -> short {data.short_side}"
     train_records = ava_files.load_keyframe_records(data, "train")[:480]    # 60 steps of 8: enough to time
-    rows, _ = _rates("synthetic", data, train_records, train_records[:64], bs, args.batches * 4, 8,
+    rows, _ = _rates("synthetic", data, train_records, train_records[:80], bs, args.batches * 4, 8,
                      int(data.eval_scales[0]), False, config.model.num_classes, args.rounds, size)
 
     data = get_config().data
