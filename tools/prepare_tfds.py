@@ -34,10 +34,10 @@ def main(argv: list[str]) -> None:
     from data_pipelines import ava_files, frame_index, packed_clips, packed_prepare, synthetic  # noqa: PLC0415
 
     config = _CONFIG.value
-    if config.data.dataset == "synthetic":
-        synthetic.ensure_synthetic_dataset(config.data.root, config.synthetic)
     start = time.perf_counter()
     try:
+        if config.data.dataset == "synthetic":
+            synthetic.ensure_synthetic_dataset(config.data.root, config.synthetic)
         entry = packed_prepare.prepare_split(config.data, _SPLIT.value, num_classes=int(config.model.num_classes),
                                              keyframes_per_shard=_KEYFRAMES_PER_SHARD.value,
                                              log=lambda line: print(line, file=sys.stderr))
