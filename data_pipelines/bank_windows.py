@@ -6,15 +6,21 @@ are in it by construction. Entries (keyframes x actors, in time then actor order
 window with more entries is an error naming the keyframe and `bank.max_entries`, never cut. Each map is placed
 top-left on the batch's first-order grid (zeros around it) and, for a horizontally flipped clip, mirrored
 within its crop, as the clip was.
+
+`BankWindows.check_covers(video_ids)` is the consumer's start-up check: every video the run will read must be
+in the bank and have its file (else an error naming the manifest or the file), so a missing video stops the
+run before step 0, not in the middle of an epoch.
 """
 
 from __future__ import annotations
 
 import collections
+import os
+from collections.abc import Iterable
 
 import numpy as np
 
-from data_pipelines.bank_files import BankError, BankReader, Entry
+from data_pipelines.bank_files import MANIFEST, BankError, BankReader, Entry, video_path
 
 
 class BankWindows:
@@ -30,6 +36,19 @@ class BankWindows:
         self.max_entries = int(max_entries)
         self._cache: collections.OrderedDict[str, dict[int, Entry]] = collections.OrderedDict()
         self._cache_videos = int(cache_videos)
+
+    def check_covers(self, video_ids: Iterable[str]) -> None:
+        """Raises BankError naming the manifest (a video not in the bank) or the file (listed, not on disk)."""
+        wanted = sorted(set(video_ids))
+        missing = [v for v in wanted if v not in self.reader.videos]
+        if missing:
+            raise BankError(f"{os.path.join(self.reader.root, MANIFEST)}: {len(missing)} of the {len(wanted)} "
+                            f"videos to read are not in this bank (split {self.reader.manifest['split']!r}), "
+                            f"e.g. {missing[0]!r}: a bank of another dataset or split; extract it again")
+        for video_id in wanted:
+            path = video_path(self.reader.root, video_id)
+            if not os.path.isfile(path):
+                raise BankError(f"{path}: missing file of video {video_id!r}, listed in the bank's manifest")
 
     def _video(self, video_id: str) -> dict[int, Entry]:
         if video_id in self._cache:
@@ -48,7 +67,8 @@ class BankWindows:
         maps = [m for t in keys for m in video[t].maps]
         if not maps:
             raise BankError(f"{self.reader.root}: the window of keyframe ({video_id!r}, {timestamp}) has no "
-                            f"entries (radius {self.radius} s): the bank lacks this part of the video")
+                            f"entries (bank.window_radius = {self.radius} s): the bank lacks this part of the "
+                            f"video")
         if len(maps) > self.max_entries:
             raise BankError(f"{self.reader.root}: the window of keyframe ({video_id!r}, {timestamp}) holds "
                             f"{len(maps)} entries, more than bank.max_entries = {self.max_entries}; raise it")
