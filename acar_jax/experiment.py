@@ -86,9 +86,13 @@ def setup_model_state(config: ml_collections.ConfigDict, create: ModelFactory = 
 
 
 def prepare_data(config: ml_collections.ConfigDict) -> None:
-    """Generates the synthetic dataset under data.root when the config asks for it and it is absent."""
+    """Generates the synthetic dataset (default, or the long-term one of the ACFB chain) under data.root when the
+    config asks for it and it is absent."""
     if config.data.dataset == "synthetic":
         synthetic.ensure_synthetic_dataset(config.data.root, config.synthetic)
+    elif config.data.dataset == "synthetic_longterm":
+        from data_pipelines import synthetic_longterm  # noqa: PLC0415 (the ACFB chain's dataset only)
+        synthetic_longterm.ensure_dataset(config.data.root, config.synthetic)
 
 
 def sharded_logits_fn(model: ModelState):
@@ -163,7 +167,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final
     ava_files.check_data_files(config.data, ("train", "val") if final_eval or int(config.eval_every_steps) > 0
                                else ("train",))      # before step 0, not at the first eval
     evaluates = final_eval or int(config.eval_every_steps) > 0
-    bank = open_bank_inputs(config, workdir, ("train", "val") if evaluates else ("train",), hooks.create_model)
+    bank = open_bank_inputs(config, workdir, ("train", "val") if evaluates else ("train",))
     records = ava_files.load_keyframe_records(config.data, "train")
     train_input = clips.TrainInput(records, config.data, global_batch_size=int(config.train.batch_size),
                                    seed=int(config.data.shuffle_seed), process_index=jax.process_index(),
@@ -315,7 +319,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, hook
     quiet_orbax()
     prepare_data(config)
     ava_files.check_data_files(config.data, ("val",))
-    bank = open_bank_inputs(config, workdir, ("val",), hooks.create_model)
+    bank = open_bank_inputs(config, workdir, ("val",))
     model = setup_model_state(config, hooks.create_model)
     ckpt = checkpoints.Checkpointer(workdir, every_steps=int(config.checkpoint.every_steps),
                                     max_to_keep=int(config.checkpoint.max_to_keep))
@@ -395,32 +399,62 @@ def bank_views(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:
     return [("train", int(config.data.short_side))] + [("val", int(s)) for s in config.data.eval_scales]
 
 
-def params_digest(params: nnx.State) -> str:
-    """sha256 of every parameter (sorted by path): a bank names the exact weights it came from."""
+def params_digest(params: nnx.State | dict) -> str:
+    """sha256 of every parameter sorted by path (an nnx.State, or the pure dict a checkpoint holds): a bank names
+    the exact weights it came from, and a consumer checks them from the checkpoint without building the model."""
+    pure = nnx.to_pure_dict(params) if isinstance(params, nnx.State) else params
+    flat: list[tuple[str, np.ndarray]] = []
+
+    def walk(tree: dict, prefix: str) -> None:
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}/")
+            else:
+                local = value.addressable_data(0) if isinstance(value, jax.Array) else value
+                flat.append((f"{prefix}{key}", np.ascontiguousarray(np.asarray(local))))
+
+    walk(pure, "")
     digest = hashlib.sha256()
-    for path, value in sorted(nnx.to_flat_state(params), key=lambda kv: str(kv[0])):
-        digest.update(str(path).encode())
-        digest.update(np.ascontiguousarray(np.asarray(value.get_value().addressable_data(0))).tobytes())
+    for path, value in sorted(flat, key=lambda kv: kv[0]):
+        digest.update(f"{path}:{value.dtype}:{value.shape}".encode())
+        digest.update(value.tobytes())
     return digest.hexdigest()
 
 
-def restore_bank_source(config: ml_collections.ConfigDict, workdir: str, create: ModelFactory,
-                        missing: type[Exception], what: str = "--mode=extract_bank"
-                        ) -> tuple[ml_collections.ConfigDict, ModelState, str]:
-    """(source config, the ACAR model restored from the source run's latest checkpoint, its params digest);
-    no checkpoint there: `missing` naming `what` needs it and the directory."""
-    source_config = bank_source_config(config)
-    source = bank_source_workdir(config, workdir)
-    ckpt = checkpoints.Checkpointer(source, every_steps=int(config.checkpoint.every_steps),
-                                    max_to_keep=int(config.checkpoint.max_to_keep))
-    if ckpt.latest_step() is None:
+def _source_checkpoints(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, int | None]:
+    """(the source run's checkpoint directory, its latest step or None); creates nothing."""
+    directory = os.path.join(bank_source_workdir(config, workdir), checkpoints.CHECKPOINT_SUBDIR)
+    if not os.path.isdir(directory):
+        return directory, None
+    ckpt = checkpoints.Checkpointer(os.path.dirname(directory), every_steps=1, max_to_keep=1)
+    try:
+        return ckpt.directory, ckpt.latest_step()
+    finally:
         ckpt.close()
-        raise missing(f"{what}: no checkpoint in {ckpt.directory} (bank.source_workdir); train the ACAR model "
-                      "first")
+
+
+def restore_bank_source(config: ml_collections.ConfigDict, workdir: str, create: ModelFactory
+                        ) -> tuple[ml_collections.ConfigDict, ModelState, str]:
+    """(source config, the ACAR model restored from the source run's latest checkpoint, its params digest)."""
+    source_config = bank_source_config(config)
+    directory, step = _source_checkpoints(config, workdir)
+    if step is None:
+        raise FileNotFoundError(f"--mode=extract_bank: no checkpoint in {directory} (bank.source_workdir); train "
+                                "the ACAR model first")
     model = setup_model_state(source_config, create)
+    ckpt = checkpoints.Checkpointer(os.path.dirname(directory), every_steps=1, max_to_keep=1)
     model.state = ckpt.restore(model.state)
     ckpt.close()
     return source_config, model, params_digest(model.state.params)
+
+
+def source_params_digest(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """The params digest of the source run's latest checkpoint, read from disk (no model is built)."""
+    directory, step = _source_checkpoints(config, workdir)
+    if step is None:
+        raise bank_files.BankError(f"model.head.type {config.model.head.type!r} reads a bank: no checkpoint in "
+                                   f"{directory} (bank.source_workdir); train the ACAR model first")
+    return params_digest(checkpoints.read_checkpoint(directory, step)["params"])
 
 
 def bank_fingerprint(config: ml_collections.ConfigDict, source_config: ml_collections.ConfigDict, digest: str,
@@ -457,16 +491,15 @@ class BankInputs:
         return {"bank": bank, "bank_mask": mask}
 
 
-def open_bank_inputs(config: ml_collections.ConfigDict, workdir: str, splits: Sequence[str],
-                     create: ModelFactory = create_model) -> BankInputs | None:
+def open_bank_inputs(config: ml_collections.ConfigDict, workdir: str, splits: Sequence[str]) -> BankInputs | None:
     """The banks a feature-bank config reads for `splits` (None for other heads). Every error (no bank, an
     incomplete one, one of another model, split, boxes or scale, a video missing) names the file and the key."""
     if not config_reads_bank(config):
         return None
+    from acar_jax.evaluation import bank_extraction  # noqa: PLC0415
     from data_pipelines.bank_windows import BankWindows  # noqa: PLC0415
 
-    source_config, _, digest = restore_bank_source(config, workdir, create, bank_files.BankError,
-                                                   f"model.head.type {config.model.head.type!r} reads a bank")
+    source_config, digest = bank_source_config(config), source_params_digest(config, workdir)
     where = (f"[model.head.type {config.model.head.type!r} reads bank.content {config.bank.content!r} of "
              f"bank.source_workdir={bank_source_workdir(config, workdir)}, bank.dir={config.bank.dir!r}]")
 
@@ -479,7 +512,11 @@ def open_bank_inputs(config: ml_collections.ConfigDict, workdir: str, splits: Se
                                   whole_video=bool(config.bank.whole_video),
                                   max_entries=int(config.bank.max_entries),
                                   cache_videos=int(config.bank.cache_videos))
-            windows.check_covers(r.video_id for r in ava_files.load_keyframe_records(config.data, split))
+            records = ava_files.load_keyframe_records(config.data, split)
+            windows.check_covers(r.video_id for r in records)
+            boxes = str(config.bank.get(f"{split}_boxes"))
+            counts = bank_extraction.entry_counts(bank_extraction.bank_records(config.data, split, boxes))
+            windows.check_windows(((r.video_id, r.timestamp) for r in records if r.num_boxes), counts)
         except bank_files.BankError as e:
             raise bank_files.BankError(f"{e} {where}") from None
         return windows
@@ -499,9 +536,9 @@ def extract_banks(config: ml_collections.ConfigDict, workdir: str, *, hooks: Hoo
 
     workdir = os.path.abspath(workdir)
     quiet_orbax()
-    prepare_data(config)
     entries_fn = bank_entries_fn(str(config.bank.content))
-    source_config, model, digest = restore_bank_source(config, workdir, hooks.create_model, FileNotFoundError)
+    source_config, model, digest = restore_bank_source(config, workdir, hooks.create_model)   # checks first
+    prepare_data(config)
     local = Mesh(np.asarray(jax.local_devices()), (parallel.AXIS,))   # each host runs its own videos
     host = lambda tree: jax.tree.map(lambda a: a.addressable_data(0), tree)  # noqa: E731
     weights = jax.device_put((host(model.state.params), host(model.state.batch_stats), host(model.rng_state)),

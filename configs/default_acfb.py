@@ -34,6 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     bank.max_entries = (2 * config.synthetic.longterm_radius + 1) * 2   # keyframes x 2 actors per scene
     bank.cache_videos = config.synthetic.num_train_videos + config.synthetic.num_val_videos   # all in memory
     bank.dtype = "float16"
+    bank.batch_size = 8               # clips per extraction batch (a video's 16 keyframes in 2 batches)
 
     # From the trained ACAR run (backbone and every head parameter of the same name), then a short fine-tune.
     config.checkpoint.init_scope = "shared"

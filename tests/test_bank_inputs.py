@@ -10,12 +10,13 @@ import shutil
 
 import numpy as np
 import pytest
+from flax import nnx
 
 from acar_jax import experiment
-from acar_jax.training import checkpoints
+from acar_jax.training import checkpoints, train_step
 from data_pipelines import bank_files
 from data_pipelines.bank_files import BankError
-from tests.helpers import bank_entry
+from tests.helpers import bank_entry, tiny_models
 
 D = 32          # the tiny default head's hidden_dim: the depth of a first-order map
 GRID = (2, 3)   # 64x80 clips: a 4x5 feature map, minus 2 for the valid 3x3 conv
@@ -25,17 +26,16 @@ GRID = (2, 3)   # 64x80 clips: a 4x5 feature map, minus 2 for the valid 3x3 conv
 def setup(tmp_path_factory):
     """A tiny synthetic dataset, a source ACAR run (a fresh model saved as step 0) and an ACFB config on it."""
     tmp = tmp_path_factory.mktemp("bank_inputs")
-    source_config = bank_entry.tiny_config(str(tmp / "data"), "")
-    experiment.prepare_data(source_config)
-    ckpt = checkpoints.Checkpointer(str(tmp / "acar"), every_steps=1, max_to_keep=1)
-    ckpt.save(experiment.setup_model_state(source_config).state, force=True)
-    ckpt.close()
+    experiment.prepare_data(bank_entry.tiny_config(str(tmp / "data"), ""))
+    # The source run's weights: any checkpoint serves (the consumer digests the checkpoint as stored, and the
+    # fingerprint's model config comes from bank.source_config), so a stand-in model keeps this fast.
+    _, params, batch_stats, _ = train_step.split_model(tiny_models.TinyDetector(rngs=nnx.Rngs(0), num_classes=3))
+    checkpoints.write_model_checkpoint(str(tmp / "acar" / "checkpoints"), params, batch_stats)
     config = bank_entry.tiny_config(str(tmp / "data"), str(tmp / "bank"))
     config.model.head.type, config.model.head.downsample = "acfb", "none"
     config.bank.source_config = "configs/default.py"
     config.bank.source_workdir = str(tmp / "acar")
-    source, _, digest = experiment.restore_bank_source(config, str(tmp / "run"), experiment.create_model,
-                                                       BankError)
+    source, digest = experiment.bank_source_config(config), experiment.source_params_digest(config, "unused")
     fingerprints = {split: experiment.bank_fingerprint(config, source, digest, split, 64)
                     for split in ("train", "val")}
     return tmp, config, fingerprints
@@ -113,10 +113,20 @@ def test_no_source_run_or_source_config_names_the_key(setup):
     tmp, config, _ = setup
     no_run = config.copy_and_resolve_references()
     no_run.bank.source_workdir = str(tmp / "nowhere")
-    with pytest.raises(BankError, match=r"no checkpoint in .*nowhere/checkpoints \(bank.source_workdir\)"):
+    with pytest.raises(BankError, match=r"'acfb' reads a bank: no checkpoint in .*nowhere/checkpoints "
+                                        r"\(bank.source_workdir\)"):
         experiment.open_bank_inputs(no_run, str(tmp / "run"), ("val",))
     no_config = config.copy_and_resolve_references()
     no_config.bank.source_config = ""
     with pytest.raises(BankError, match=r"bank.source_config: model.head.type 'acfb' reads a bank"):
         experiment.open_bank_inputs(no_config, str(tmp / "run"), ("val",))
     assert experiment.open_bank_inputs(bank_entry.tiny_config(str(tmp / "data"), ""), "x", ("val",)) is None
+
+
+def test_multi_scale_eval_needs_one_val_bank_per_scale(setup):
+    tmp, config, fps = setup
+    write_bank(config, "val", fps["val"])          # scale 64 only
+    two_scales = config.copy_and_resolve_references()
+    two_scales.data.eval_scales = (64, 80)
+    with pytest.raises(BankError, match=r"val_s80/manifest.json: no bank manifest"):
+        experiment.open_bank_inputs(two_scales, str(tmp / "run"), ("val",))

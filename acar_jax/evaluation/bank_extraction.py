@@ -54,6 +54,17 @@ def bank_records(data_config: ml_collections.ConfigDict, split: str, boxes: str)
     return records
 
 
+def entry_counts(records: Sequence[KeyframeRecord]) -> dict[str, dict[int, int]]:
+    """video -> timestamp -> the number of entries extraction writes for that keyframe: its boxes whose area
+    clamped to the image is positive (the eval pipeline's rule, transforms.clamp_boxes, in float32)."""
+    out: dict[str, dict[int, int]] = collections.defaultdict(dict)
+    for r in records:
+        b = np.clip(np.asarray(r.boxes, np.float32).reshape(-1, 4), np.float32(0), np.float32(1))
+        area = (b[:, 3] - b[:, 1]) * (b[:, 2] - b[:, 0])
+        out[r.video_id][int(r.timestamp)] = int((area > 0).sum())
+    return dict(out)
+
+
 RUNTIME_MODEL_FIELDS = ("remat", "conv3d")   # how the model runs, not what it computes: not in a fingerprint
 
 
