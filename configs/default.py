@@ -45,7 +45,7 @@ def get_model_config() -> ml_collections.ConfigDict:
 def get_data_config() -> ml_collections.ConfigDict:
     """Where the data is and how clips are made."""
     data = ml_collections.ConfigDict()
-    data.dataset = "synthetic"        # "synthetic" | "ava" | "ava_kinetics"
+    data.dataset = "synthetic"        # "synthetic" | "synthetic_longterm" | "ava" | "ava_kinetics"
     data.root = "synthetic_data"      # dataset root: frames/<video_id>/image_%06d.jpg and annotation files
     data.frames_dir = "frames"        # relative to root
     data.label_map = "ava_action_list_v2.2_for_activitynet_2019.pbtxt"  # relative to root (or absolute)
@@ -97,6 +97,9 @@ def get_synthetic_config() -> ml_collections.ConfigDict:
     synth.width = 384                 # relation_gap apart (data_pipelines/synthetic.py)
     synth.relation_gap = 84           # px between actors / the marker: > the 75 px a tiny-backbone RoI feature sees
     synth.jpeg_quality = 90
+    # data.dataset "synthetic_longterm" only (data_pipelines/synthetic_longterm.py; the default set ignores them):
+    synth.longterm_radius = 3         # long-term labels read the other seconds within +-this (= bank.window_radius)
+    synth.p_event = 0.08              # per second: an actor turns red / the marker is shown, independently
     return synth
 
 
