@@ -2,10 +2,11 @@
 -> evaluate; what `python run.py --config=configs/default_acfb.py` runs (a config with `bank.chain`).
 
 Stages, in order, and where each writes:
-  acar       <workdir>/acar        train_and_evaluate(bank_source_config(config)): the ACAR model and its figures
-  bank       <workdir>/acar/bank   extract_banks for each bank.content the heads read (maps; actors for LFB)
-  acfb       <workdir>             train_and_evaluate(config), initialised from the ACAR checkpoint
-  <variant>  <workdir>/<stem>      each config file of bank.chain_variants (e.g. the LFB-style head), the same way
+  acar         <workdir>/acar        train_and_evaluate(bank_source_config(config)): the ACAR model, its figures
+  bank_maps    <workdir>/acar/bank   extract_banks of the ACFB head's content (first-order maps)
+  acfb         <workdir>             train_and_evaluate(config), initialised from the ACAR checkpoint
+  bank_actors  <workdir>/acar/bank   the LFB-style variant's bank (actor features), when a variant reads it
+  <variant>    <workdir>/<stem>      each config file of bank.chain_variants, the same way
 Every stage gets the chain config's data, synthetic set and seed. A finished stage writes
 `<workdir>/chain/<stage>.json` (its metrics) last and atomically, so a re-run skips finished stages and never
 takes a half-done one for done: an interrupted stage resumes itself (training from its latest checkpoint,
@@ -101,24 +102,17 @@ def run_chain(config: ml_collections.ConfigDict, workdir: str, *, hooks: experim
         return True
 
     source = experiment.bank_source_config(head)
-    contents = {str(head.bank.content): head}
-    for variant in variants.values():
-        contents.setdefault(str(variant.bank.content), variant)
-
-    def extract_all() -> dict:
-        out = {}
-        for bank_config in contents.values():
-            out.update(experiment.extract_banks(bank_config, workdir, hooks=hooks))
-        return out
-
-    stages = [(SOURCE_STAGE, lambda: experiment.train_and_evaluate(source, source_dir, hooks=hooks), True),
-              (BANK_STAGE, extract_all, False),
-              (HEAD_STAGE, lambda: experiment.train_and_evaluate(head, workdir, hooks=hooks), True)]
-    stages += [(name, lambda v=variant, n=name: experiment.train_and_evaluate(v, os.path.join(workdir, n),
-                                                                              hooks=hooks), True)
-               for name, variant in variants.items()]
+    stages = [(SOURCE_STAGE, lambda: experiment.train_and_evaluate(source, source_dir, hooks=hooks), True)]
+    for name, head_config in [(HEAD_STAGE, head), *variants.items()]:
+        bank_stage = f"{BANK_STAGE}_{head_config.bank.content}"     # each content's bank once, before its head
+        if bank_stage not in [s for s, _, _ in stages]:
+            stages.append((bank_stage, lambda c=head_config: experiment.extract_banks(c, workdir, hooks=hooks),
+                           False))
+        head_dir = workdir if name == HEAD_STAGE else os.path.join(workdir, name)
+        stages.append((name, lambda c=head_config, d=head_dir: experiment.train_and_evaluate(c, d, hooks=hooks),
+                       True))
     for name, run, evaluated in stages:
         if not stage(name, run, evaluated=evaluated):
             break
     return {f"{name}/{key}": value for name, metrics in results.items() for key, value in metrics.items()
-            if name != BANK_STAGE and key.startswith("eval/")}
+            if key.startswith("eval/")}

@@ -30,7 +30,7 @@ def chain(workdir: str, data_root: str, *extra: str, mode: str = "train_and_eval
 def test_chain_runs_every_stage_once_and_resumes(tmp_path):
     workdir, data = str(tmp_path / "run"), str(tmp_path / "data")
     first = runs.run(chain(workdir, data))
-    for stage in ("acar", "bank", "acfb", "default_lfb"):
+    for stage in ("acar", "bank_maps", "bank_actors", "acfb", "default_lfb"):
         assert os.path.isfile(os.path.join(workdir, "chain", f"{stage}.json")), stage
     assert "acfb/eval/mAP_long_actor:" in first.stdout and "default_lfb/eval/mAP:" in first.stdout
     with open(os.path.join(workdir, "chain", "acfb.json")) as f:
@@ -39,7 +39,7 @@ def test_chain_runs_every_stage_once_and_resumes(tmp_path):
     assert os.path.isfile(os.path.join(workdir, "acar", "bank", "actors_val_s64", "manifest.json"))
 
     again = runs.run(chain(workdir, data))          # every stage finished: nothing runs again
-    assert again.stderr.count("already finished") == 4
+    assert again.stderr.count("already finished") == 5
     assert f"acfb/eval/mAP: {acfb['eval/mAP']}" in again.stdout
 
     evaluated = runs.run(chain(workdir, data, mode="eval"))   # the ACFB checkpoint with the chain's val bank

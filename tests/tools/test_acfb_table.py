@@ -11,7 +11,7 @@ def test_table_of_two_seeds_with_paired_differences(tmp_path):
         for stage, value in (("acar", acar), ("acfb", acfb)):
             (tmp_path / run / "chain" / f"{stage}.json").write_text(
                 json.dumps({"eval/mAP": value, "eval/mAP_long_actor": value / 2, "eval/csv": "x"}))
-    (tmp_path / "000_seed=0" / "chain" / "bank.json").write_text(json.dumps({"bank/train_s64": "path"}))
+    (tmp_path / "000_seed=0" / "chain" / "bank_maps.json").write_text(json.dumps({"bank/train_s64": "path"}))
     text = acfb_table.table(acfb_table.with_differences(acfb_table.collect(str(tmp_path))))
     assert "| acar | 41.00 ± 1.00 [40.00, 42.00] (n=2) | 20.50 ± 0.50 [20.00, 21.00] (n=2) |" in text
     assert "| acfb - acar | 27.00 ± 3.00 [24.00, 30.00] (n=2) |" in text
