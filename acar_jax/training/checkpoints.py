@@ -184,7 +184,7 @@ def init_from(target: TrainState, path: str, *, scope: str) -> TrainState:
     elif scope == "shared":
         (found_p, params), fresh_p = _shared(raw["params"], params)
         (found_s, stats), fresh_s = _shared(raw["batch_stats"], stats)
-        logging.info("init_scope shared: %d parameters kept fresh (not in %s with that shape): %s",
+        logging.info("init_scope shared: %d parameter paths kept fresh (not in %s with that shape): %s",
                      len(fresh_p + fresh_s), source, ", ".join(fresh_p + fresh_s) or "none")
     else:
         found_p, found_s = raw["params"], raw["batch_stats"]
