@@ -114,6 +114,10 @@ def run_experiment(config, hooks=None) -> None:
                 metrics = experiment.extract_banks(config, workdir, hooks=hooks)
             except (FileNotFoundError, BankError) as e:   # user errors: one line, exit status 1
                 sys.exit(str(e))
+        elif _MODE.value == "train_and_eval" and config.bank.chain:
+            from acar_jax import acfb_chain  # noqa: PLC0415
+
+            metrics = acfb_chain.run_chain(config, workdir, hooks=hooks)
         else:
             metrics = experiment.train_and_evaluate(config, workdir, final_eval=_MODE.value == "train_and_eval",
                                                     hooks=hooks)

@@ -15,6 +15,13 @@ Evaluation batches also carry host-side metadata (never sent to a device):
   timestamp   [B]       int32          keyframe timestamp in seconds
   orig_boxes  [B, N, 4] float32        boxes as read from the CSV (original normalised frame, no flip)
   clip_mask   [B]       bool           False for filler clips that pad the last batch to a fixed size
+  flip        [B]       bool           the clip was flipped horizontally (training: random; eval: the view's)
+
+Training batches carry video_id, timestamp, clip_mask and flip too, so that a feature-bank head's window can be
+looked up for every clip (data_pipelines/bank_windows.py). Heads that read a bank (ACFB) also get, per clip:
+
+  bank        [B, M, h, w, D]  float  the window's bank maps on the batch's bank grid (docs/acfb.md)
+  bank_mask   [B, M]           bool   True for the window's real entries
 
 The one rule for box frames: the pipeline never divides by a pad ratio; the model maps boxes onto the padded
 feature map (`acar_jax.models.boxes`; the reference divides normalised boxes by pad_ratio = padded / valid,
@@ -31,7 +38,8 @@ import numpy as np
 
 MODEL_INPUT_KEYS = ("clips", "boxes", "box_mask", "valid_hw")
 TRAIN_KEYS = MODEL_INPUT_KEYS + ("labels",)
-EVAL_METADATA_KEYS = ("video_id", "timestamp", "orig_boxes", "clip_mask")
+EVAL_METADATA_KEYS = ("video_id", "timestamp", "orig_boxes", "clip_mask", "flip")
+BANK_KEYS = ("bank", "bank_mask")
 
 
 def check_model_inputs(clips, boxes, box_mask, valid_hw) -> None:

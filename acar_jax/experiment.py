@@ -34,18 +34,19 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from acar_jax import parallel
-from acar_jax.batch import TRAIN_KEYS
+from acar_jax import config_files, parallel
+from acar_jax.batch import BANK_KEYS, TRAIN_KEYS
 from acar_jax.evaluation.evaluator import evaluate_split
 from acar_jax.models.detector import create_model, jit_logits
 from acar_jax.training import checkpoints, losses, optim, schedules, train_step
-from data_pipelines import ava_files, clips, packed_clips, sources, synthetic
+from data_pipelines import ava_files, bank_files, clips, packed_clips, sources, synthetic
 
 ModelFactory = Callable[[ml_collections.ConfigDict], nnx.Module]
 
 # Errors in what the user gave (config values, data files): run.py prints their one-line message, no traceback.
 USER_INPUT_ERRORS = (ava_files.MissingDataError, ava_files.AvaFormatError, parallel.BatchSizeError,
-                     sources.DataSourceError, packed_clips.NotPreparedError, packed_clips.ShardsConfigError)
+                     sources.DataSourceError, packed_clips.NotPreparedError, packed_clips.ShardsConfigError,
+                     bank_files.BankError)
 
 
 def config_roi_loss(config: ml_collections.ConfigDict) -> train_step.RoiLossFn:
@@ -86,28 +87,35 @@ def setup_model_state(config: ml_collections.ConfigDict, create: ModelFactory = 
 
 
 def prepare_data(config: ml_collections.ConfigDict) -> None:
-    """Generates the synthetic dataset under data.root when the config asks for it and it is absent, and packs
-    it (seconds) when the config reads packed shards (real datasets are packed by tools/prepare_tfds.py)."""
+    """Generates the synthetic dataset (default, or the long-term one of the ACFB chain) under data.root when the
+    config asks for it and it is absent, and packs it (seconds) when the config reads packed shards (real datasets
+    are packed by tools/prepare_tfds.py)."""
     if config.data.dataset == "synthetic":
         synthetic.ensure_synthetic_dataset(config.data.root, config.synthetic)
-        if sources.data_source(config.data) == "tfds" and jax.process_index() == 0:
-            from data_pipelines import packed_prepare  # noqa: PLC0415
+    elif config.data.dataset == "synthetic_longterm":
+        from data_pipelines import synthetic_longterm  # noqa: PLC0415 (the ACFB chain's dataset only)
+        synthetic_longterm.ensure_dataset(config.data.root, config.synthetic)
+    else:
+        return
+    if sources.data_source(config.data) == "tfds" and jax.process_index() == 0:
+        from data_pipelines import packed_prepare  # noqa: PLC0415
 
-            for split in packed_clips.SPLITS:
-                packed_prepare.prepare_split(config.data, split, num_classes=int(config.model.num_classes),
-                                             log=lambda line: logging.info("%s", line))
-        if sources.data_source(config.data) == "tfds" and jax.process_count() > 1:
-            multihost_utils.sync_global_devices("synthetic shards prepared")
+        for split in packed_clips.SPLITS:
+            packed_prepare.prepare_split(config.data, split, num_classes=int(config.model.num_classes),
+                                         log=lambda line: logging.info("%s", line))
+    if sources.data_source(config.data) == "tfds" and jax.process_count() > 1:
+        multihost_utils.sync_global_devices("synthetic shards prepared")
 
 
 def sharded_logits_fn(model: ModelState):
-    """logits_fn(clips, boxes, box_mask, valid_hw) -> this process's [b, N, K] numpy logits (evaluate_split)
+    """logits_fn(clips, boxes, box_mask, valid_hw[, bank, bank_mask]) -> this process's [b, N, K] numpy logits
+    (evaluate_split)
     with the current weights: the batch is split over the mesh when it divides evenly, else run replicated."""
     forward = jit_logits(model.graphdef)
     state, mesh = model.state, model.mesh
 
-    def logits_fn(clip_batch, boxes, box_mask, valid_hw):
-        args = (clip_batch, boxes, box_mask, valid_hw)
+    def logits_fn(clip_batch, boxes, box_mask, valid_hw, bank=None, bank_mask=None):
+        args = (clip_batch, boxes, box_mask, valid_hw) + (() if bank is None else (bank, bank_mask))
         if clip_batch.shape[0] % jax.local_device_count():
             if jax.process_count() > 1:
                 raise ValueError(f"eval batch slice of {clip_batch.shape[0]} clips does not split over "
@@ -148,11 +156,13 @@ class TrainLoop:
     writer: metric_writers.MetricWriter
     stop: checkpoints.StopRequest
     hooks: Hooks
+    bank: BankInputs | None = None           # a feature-bank head's windows (train and val banks)
 
     def evaluate_current_weights(self) -> dict:
         """evaluate_split on the val split with the current weights (it also logs to the writer)."""
         return evaluate_split(self.config, sharded_logits_fn(self.model), self.workdir,
-                              step=int(self.model.state.step), writer=self.writer)
+                              step=int(self.model.state.step), writer=self.writer,
+                              bank_inputs=None if self.bank is None else self.bank.eval_inputs)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final_eval: bool = True,
@@ -168,6 +178,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final
     parallel.check_batch_size(int(config.train.batch_size), jax.device_count(), int(config.train.grad_accum_steps))
     sources.check_data_files(config.data, ("train", "val") if final_eval or int(config.eval_every_steps) > 0
                              else ("train",))        # before step 0, not at the first eval
+    evaluates = final_eval or int(config.eval_every_steps) > 0
+    bank = open_bank_inputs(config, workdir, ("train", "val") if evaluates else ("train",))
     records = sources.keyframe_records(config.data, "train")
     train_input = clips.TrainInput(records, config.data, global_batch_size=int(config.train.batch_size),
                                    seed=int(config.data.shuffle_seed), process_index=jax.process_index(),
@@ -194,7 +206,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, final
                  "on" if config.train.scale_lr_with_batch else "off")
     with checkpoints.StopRequest() as stop:
         loop = TrainLoop(config, workdir, model, step_fn, train_input, schedule, num_steps, ckpt,
-                         writer, stop, hooks)
+                         writer, stop, hooks, bank)
         try:
             result = _run(loop)
             ckpt.save(model.state, force=True)    # the final step, or the current one after SIGTERM / SIGINT
@@ -220,8 +232,11 @@ def _run(loop: TrainLoop) -> dict:
     config, model = loop.config, loop.model
     start = int(model.state.step)          # the one read of the device step counter
     log_every, eval_every = int(config.log_every_steps), int(config.eval_every_steps)
-    batches = prefetch_to_mesh(loop.train_input.iterator(start_step=start), model.mesh, TRAIN_KEYS,
-                               size=PREFETCH_BATCHES)
+    host_batches = loop.train_input.iterator(start_step=start)
+    keys = TRAIN_KEYS
+    if loop.bank is not None:
+        host_batches, keys = loop.bank.train_batches(host_batches), TRAIN_KEYS + BANK_KEYS
+    batches = prefetch_to_mesh(host_batches, model.mesh, keys, size=PREFETCH_BATCHES)
     pending: list[tuple[int, dict]] = []   # (step, device metrics) not yet fetched and checked
     window, window_start, result = [], time.perf_counter(), {}
     bar = progress_bar(loop.num_steps, start, disable=jax.process_index() > 0)
@@ -316,6 +331,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, hook
     quiet_orbax()
     prepare_data(config)
     sources.check_data_files(config.data, ("val",))
+    bank = open_bank_inputs(config, workdir, ("val",))
     model = setup_model_state(config, hooks.create_model)
     ckpt = checkpoints.Checkpointer(workdir, every_steps=int(config.checkpoint.every_steps),
                                     max_to_keep=int(config.checkpoint.max_to_keep))
@@ -324,17 +340,70 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *, hook
     model.state = ckpt.restore(model.state)
     ckpt.close()
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-    metrics = evaluate_split(config, sharded_logits_fn(model), workdir, step=int(model.state.step), writer=writer)
+    metrics = evaluate_split(config, sharded_logits_fn(model), workdir, step=int(model.state.step), writer=writer,
+                             bank_inputs=None if bank is None else bank.eval_inputs)
     writer.flush()
     return {f"eval/{k}": v for k, v in metrics.items()}
 
 
 # ------------------------------------------------------------------------------------------ ACFB bank
 
+BANK_HEADS = ("acfb", "lfb")      # head types that read a feature bank
+CHAIN_SOURCE_DIR = "acar"         # the chain's ACAR run: <workdir>/acar (acar_jax/acfb_chain.py)
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def config_reads_bank(config: ml_collections.ConfigDict) -> bool:
+    return str(config.model.head.type) in BANK_HEADS
+
+
+def bank_source_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config of the ACAR run a bank comes from: `config` itself for an ACAR head; for a feature-bank head,
+    the model, train recipe and checkpoint fields of `bank.source_config` (a config file) with this config's
+    data, synthetic set, seed and bank fields (`bank.source_num_steps` > 0 replaces its number of steps)."""
+    if not config_reads_bank(config):
+        return config
+    path = str(config.bank.source_config)
+    if not path:
+        raise bank_files.BankError(f"bank.source_config: model.head.type {config.model.head.type!r} reads a bank; "
+                                   "name the ACAR config file the bank comes from (e.g. "
+                                   "configs/ava_slowfast_r50_acar.py)")
+    resolved = path if os.path.isfile(path) else os.path.join(_PROJECT_ROOT, path)
+    if not os.path.isfile(resolved):
+        raise bank_files.BankError(f"bank.source_config: no such config file {path!r}")
+    source = config_files.load_config(resolved)
+    if str(source.model.head.type) != "acar":
+        raise bank_files.BankError(f"bank.source_config: {path} has model.head.type "
+                                   f"{source.model.head.type!r}; a bank comes from an ACAR model ('acar')")
+    out = ml_collections.ConfigDict(config.to_dict())
+    out.model = ml_collections.ConfigDict(source.model.to_dict())
+    out.train = ml_collections.ConfigDict(source.train.to_dict())
+    out.checkpoint = ml_collections.ConfigDict(source.checkpoint.to_dict())   # how the source run is trained
+    if int(config.bank.source_num_steps) > 0:
+        out.train.num_steps = int(config.bank.source_num_steps)
+    return out
+
+
+def bank_source_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """The trained ACAR run a bank comes from: `bank.source_workdir`; else `workdir` for an ACAR config, or the
+    chain's <workdir>/acar for a feature-bank config with `bank.chain`."""
+    if config.bank.source_workdir:
+        return os.path.abspath(config.bank.source_workdir)
+    if not config_reads_bank(config):
+        return os.path.abspath(workdir)
+    if config.bank.chain:
+        return os.path.join(os.path.abspath(workdir), CHAIN_SOURCE_DIR)
+    raise bank_files.BankError(f"bank.source_workdir: model.head.type {config.model.head.type!r} reads the bank "
+                               "of a trained ACAR run; set it to that run's workdir")
+
+
 def bank_directory(config: ml_collections.ConfigDict, workdir: str, split: str, scale: int) -> str:
-    """Where the bank of (split, scale) lives: <bank.dir or workdir/bank>/<split>_s<scale>."""
-    root = config.bank.dir or os.path.join(workdir, "bank")
-    return os.path.join(os.path.abspath(root), f"{split}_s{int(scale)}")
+    """Where the bank of (split, scale) lives: <bank.dir or <source run>/bank>/[<content>_]<split>_s<scale>
+    (no prefix for ACFB's first-order maps, "actors_" for the LFB-style variant's actor features)."""
+    root = config.bank.dir or os.path.join(bank_source_workdir(config, workdir), "bank")
+    content = str(config.bank.content)
+    prefix = "" if content == "maps" else f"{content}_"
+    return os.path.join(os.path.abspath(root), f"{prefix}{split}_s{int(scale)}")
 
 
 def bank_views(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:
@@ -342,37 +411,146 @@ def bank_views(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:
     return [("train", int(config.data.short_side))] + [("val", int(s)) for s in config.data.eval_scales]
 
 
-def params_digest(params: nnx.State) -> str:
-    """sha256 of every parameter (sorted by path): a bank names the exact weights it came from."""
+def params_digest(params: nnx.State | dict) -> str:
+    """sha256 of every parameter sorted by path (an nnx.State, or the pure dict a checkpoint holds): a bank names
+    the exact weights it came from, and a consumer checks them from the checkpoint without building the model."""
+    pure = nnx.to_pure_dict(params) if isinstance(params, nnx.State) else params
+    flat: list[tuple[str, np.ndarray]] = []
+
+    def walk(tree: dict, prefix: str) -> None:
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}/")
+            else:
+                local = value.addressable_data(0) if isinstance(value, jax.Array) else value
+                flat.append((f"{prefix}{key}", np.ascontiguousarray(np.asarray(local))))
+
+    walk(pure, "")
     digest = hashlib.sha256()
-    for path, value in sorted(nnx.to_flat_state(params), key=lambda kv: str(kv[0])):
-        digest.update(str(path).encode())
-        digest.update(np.ascontiguousarray(np.asarray(value.get_value().addressable_data(0))).tobytes())
+    for path, value in sorted(flat, key=lambda kv: kv[0]):
+        digest.update(f"{path}:{value.dtype}:{value.shape}".encode())
+        digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+def _source_checkpoints(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, int | None]:
+    """(the source run's checkpoint directory, its latest step or None); creates nothing."""
+    directory = os.path.join(bank_source_workdir(config, workdir), checkpoints.CHECKPOINT_SUBDIR)
+    if not os.path.isdir(directory):
+        return directory, None
+    ckpt = checkpoints.Checkpointer(os.path.dirname(directory), every_steps=1, max_to_keep=1)
+    try:
+        return ckpt.directory, ckpt.latest_step()
+    finally:
+        ckpt.close()
+
+
+def restore_bank_source(config: ml_collections.ConfigDict, workdir: str, create: ModelFactory
+                        ) -> tuple[ml_collections.ConfigDict, ModelState, str]:
+    """(source config, the ACAR model restored from the source run's latest checkpoint, its params digest)."""
+    source_config = bank_source_config(config)
+    directory, step = _source_checkpoints(config, workdir)
+    if step is None:
+        raise FileNotFoundError(f"--mode=extract_bank: no checkpoint in {directory} (bank.source_workdir); train "
+                                "the ACAR model first")
+    model = setup_model_state(source_config, create)
+    ckpt = checkpoints.Checkpointer(os.path.dirname(directory), every_steps=1, max_to_keep=1)
+    model.state = ckpt.restore(model.state)
+    ckpt.close()
+    return source_config, model, params_digest(model.state.params)
+
+
+def source_params_digest(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """The params digest of the source run's latest checkpoint, read from disk (no model is built)."""
+    directory, step = _source_checkpoints(config, workdir)
+    if step is None:
+        raise bank_files.BankError(f"model.head.type {config.model.head.type!r} reads a bank: no checkpoint in "
+                                   f"{directory} (bank.source_workdir); train the ACAR model first")
+    return params_digest(checkpoints.read_checkpoint(directory, step)["params"])
+
+
+def bank_fingerprint(config: ml_collections.ConfigDict, source_config: ml_collections.ConfigDict, digest: str,
+                     split: str, scale: int) -> str:
+    from acar_jax.evaluation import bank_extraction  # noqa: PLC0415
+
+    boxes = str(config.bank.get(f"{split}_boxes"))
+    return bank_extraction.fingerprint(source_config.model, digest, split, boxes, scale, str(config.bank.content))
+
+
+@dataclasses.dataclass
+class BankInputs:
+    """The bank windows a feature-bank run reads: the train bank at data.short_side and one val bank per test
+    scale, each opened against its expected fingerprint and checked to hold every video the run will read."""
+    content: str
+    train: object | None                       # data_pipelines.bank_windows.BankWindows
+    val: dict[int, object]
+
+    def window(self, windows, batch: dict) -> tuple[np.ndarray, np.ndarray]:
+        from acar_jax.models.acfb import bank_grid_hw  # noqa: PLC0415
+
+        grid = bank_grid_hw(self.content, tuple(np.asarray(batch["clips"]).shape[2:4]))
+        return windows.batch(batch["video_id"], batch["timestamp"], batch["clip_mask"], batch["flip"], grid)
+
+    def train_batches(self, batches: Iterator[dict]) -> Iterator[dict]:
+        """Each host batch with its clips' windows added (bank, bank_mask), flipped as the clips were."""
+        for batch in batches:
+            batch["bank"], batch["bank_mask"] = self.window(self.train, batch)
+            yield batch
+
+    def eval_inputs(self, batch: dict, view) -> dict[str, np.ndarray]:
+        """evaluate_split's bank_inputs: the window from the bank of the view's scale."""
+        bank, mask = self.window(self.val[int(view.short_side)], batch)
+        return {"bank": bank, "bank_mask": mask}
+
+
+def open_bank_inputs(config: ml_collections.ConfigDict, workdir: str, splits: Sequence[str]) -> BankInputs | None:
+    """The banks a feature-bank config reads for `splits` (None for other heads). Every error (no bank, an
+    incomplete one, one of another model, split, boxes or scale, a video missing) names the file and the key."""
+    if not config_reads_bank(config):
+        return None
+    from acar_jax.evaluation import bank_extraction  # noqa: PLC0415
+    from data_pipelines.bank_windows import BankWindows  # noqa: PLC0415
+
+    source_config, digest = bank_source_config(config), source_params_digest(config, workdir)
+    where = (f"[model.head.type {config.model.head.type!r} reads bank.content {config.bank.content!r} of "
+             f"bank.source_workdir={bank_source_workdir(config, workdir)}, bank.dir={config.bank.dir!r}]")
+
+    def open_one(split: str, scale: int):
+        root = bank_directory(config, workdir, split, scale)
+        try:
+            reader = bank_files.BankReader(
+                root, fingerprint=bank_fingerprint(config, source_config, digest, split, scale), split=split)
+            windows = BankWindows(reader, radius=int(config.bank.window_radius),
+                                  whole_video=bool(config.bank.whole_video),
+                                  max_entries=int(config.bank.max_entries),
+                                  cache_videos=int(config.bank.cache_videos))
+            records = ava_files.load_keyframe_records(config.data, split)
+            windows.check_covers(r.video_id for r in records)
+            boxes = str(config.bank.get(f"{split}_boxes"))
+            counts = bank_extraction.entry_counts(bank_extraction.bank_records(config.data, split, boxes))
+            windows.check_windows(((r.video_id, r.timestamp) for r in records if r.num_boxes), counts)
+        except bank_files.BankError as e:
+            raise bank_files.BankError(f"{e} {where}") from None
+        return windows
+
+    train = open_one("train", int(config.data.short_side)) if "train" in splits else None
+    val = {int(s): open_one("val", int(s)) for s in config.data.eval_scales} if "val" in splits else {}
+    return BankInputs(str(config.bank.content), train, val)
 
 
 def extract_banks(config: ml_collections.ConfigDict, workdir: str, *, hooks: Hooks = Hooks(),
                   after_video: Callable[[str], None] | None = None) -> dict:
-    """run.py --mode=extract_bank: the latest checkpoint of bank.source_workdir (default `workdir`), an ACAR
-    model, over every keyframe of every (split, scale) in bank_views; resumes where a previous run stopped."""
+    """run.py --mode=extract_bank: the latest checkpoint of the source run (bank_source_workdir), an ACAR model
+    (bank_source_config), over every keyframe of every (split, scale) in bank_views, storing bank.content;
+    resumes where a previous run stopped."""
     from acar_jax.evaluation import bank_extraction  # noqa: PLC0415 (only this mode needs it)
-    from acar_jax.models.acfb import detector_bank_maps  # noqa: PLC0415
-    from data_pipelines import bank_files  # noqa: PLC0415
+    from acar_jax.models.acfb import bank_entries_fn  # noqa: PLC0415
 
     workdir = os.path.abspath(workdir)
-    source = os.path.abspath(config.bank.source_workdir or workdir)
     quiet_orbax()
-    ckpt = checkpoints.Checkpointer(source, every_steps=int(config.checkpoint.every_steps),
-                                    max_to_keep=int(config.checkpoint.max_to_keep))
-    if ckpt.latest_step() is None:
-        ckpt.close()
-        raise FileNotFoundError(f"--mode=extract_bank: no checkpoint in {ckpt.directory} (bank.source_workdir); "
-                                f"train the ACAR model first")
+    entries_fn = bank_entries_fn(str(config.bank.content))
+    source_config, model, digest = restore_bank_source(config, workdir, hooks.create_model)   # checks first
     prepare_data(config)
-    model = setup_model_state(config, hooks.create_model)
-    model.state = ckpt.restore(model.state)
-    ckpt.close()
-    digest = params_digest(model.state.params)
     local = Mesh(np.asarray(jax.local_devices()), (parallel.AXIS,))   # each host runs its own videos
     host = lambda tree: jax.tree.map(lambda a: a.addressable_data(0), tree)  # noqa: E731
     weights = jax.device_put((host(model.state.params), host(model.state.batch_stats), host(model.rng_state)),
@@ -382,7 +560,7 @@ def extract_banks(config: ml_collections.ConfigDict, workdir: str, *, hooks: Hoo
     @jax.jit
     def forward(params, batch_stats, rng_state, clip_batch, boxes, valid_hw):
         net = nnx.merge(graphdef, params, batch_stats, rng_state, copy=True)
-        return detector_bank_maps(net, clip_batch, boxes, valid_hw)
+        return entries_fn(net, clip_batch, boxes, valid_hw)
 
     def maps_fn(clip_batch, boxes, valid_hw):
         args = [jax.device_put(np.asarray(a), split_sharding) for a in (clip_batch, boxes, valid_hw)]
@@ -395,7 +573,7 @@ def extract_banks(config: ml_collections.ConfigDict, workdir: str, *, hooks: Hoo
         boxes = str(config.bank.get(f"{split}_boxes"))
         root = bank_directory(config, workdir, split, scale)
         records = bank_extraction.bank_records(config.data, split, boxes)
-        fp = bank_extraction.fingerprint(config.model, digest, split, boxes, scale)
+        fp = bank_fingerprint(config, source_config, digest, split, scale)
         written = bank_extraction.extract_bank(
             records, config.data, maps_fn, root, fingerprint=fp, split=split, dtype=str(config.bank.dtype),
             batch_size=batch_size, scale=scale, process_index=jax.process_index(),
@@ -404,5 +582,5 @@ def extract_banks(config: ml_collections.ConfigDict, workdir: str, *, hooks: Hoo
             multihost_utils.sync_global_devices(f"bank {root}")
         if jax.process_index() == 0:
             bank_files.mark_complete(root)
-        out[f"bank/{split}_s{scale}"] = f"{root} ({len(written)} videos written now)"
+        out[f"bank/{os.path.basename(root)}"] = f"{root} ({len(written)} videos written now)"
     return out

@@ -28,7 +28,7 @@ def get_model_config() -> ml_collections.ConfigDict:
     backbone.bn_eps = 1e-5            # frozen BatchNorm epsilon
 
     head = model.head = ml_collections.ConfigDict()
-    head.type = "acar"                # "linear" | "acar"
+    head.type = "acar"                # "linear" | "acar" | "acfb" (reads a bank) | "lfb" (LFB-style variant)
     head.roi_spatial = 7              # RoIAlign output size (then max pooled to 1x1)
     head.dropout = 0.0                # dropout before the classifier
     head.reduce_dim = 1024            # ACAR: conv_reduce output channels
@@ -45,7 +45,7 @@ def get_model_config() -> ml_collections.ConfigDict:
 def get_data_config() -> ml_collections.ConfigDict:
     """Where the data is and how clips are made."""
     data = ml_collections.ConfigDict()
-    data.dataset = "synthetic"        # "synthetic" | "ava" | "ava_kinetics"
+    data.dataset = "synthetic"        # "synthetic" | "synthetic_longterm" | "ava" | "ava_kinetics"
     data.root = "synthetic_data"      # dataset root: frames/<video_id>/image_%06d.jpg and annotation files
     data.source = "frames"            # "frames": read each clip's JPEG files | "tfds": read the packed ArrayRecord
     #                                   shards of tfds_dir (tools/prepare_tfds.py; same batches, few large files)
@@ -100,18 +100,34 @@ def get_synthetic_config() -> ml_collections.ConfigDict:
     synth.width = 384                 # relation_gap apart (data_pipelines/synthetic.py)
     synth.relation_gap = 84           # px between actors / the marker: > the 75 px a tiny-backbone RoI feature sees
     synth.jpeg_quality = 90
+    # data.dataset "synthetic_longterm" only (data_pipelines/synthetic_longterm.py; the default set ignores them):
+    synth.longterm_radius = 3         # long-term labels read the other seconds within +-this (= bank.window_radius)
+    synth.p_event = 0.08              # per second: an actor turns red / the marker is shown, independently
     return synth
 
 
 def get_bank_config() -> ml_collections.ConfigDict:
     """ACFB's actor-context feature bank (docs/acfb.md): how it is extracted and how windows are read."""
     bank = ml_collections.ConfigDict()
-    bank.dir = ""                     # bank root ("" = <workdir>/bank); one sub-directory per (split, scale)
-    bank.source_workdir = ""          # the trained ACAR run extracted from ("" = --workdir)
+    bank.dir = ""                     # bank root ("" = <source run>/bank); one sub-directory per (split, scale)
+    bank.source_config = ""           # ACFB / LFB configs: the ACAR config file the bank comes from (its model and
+    #                                   train recipe; data, seed, bank fields are this config's)
+    bank.source_workdir = ""          # the trained ACAR run ("" = --workdir for an ACAR config, <workdir>/acar
+    #                                   for a chain config)
+    bank.source_num_steps = -1        # > 0: the chain trains the ACAR source run this many steps
+    bank.content = "maps"             # "maps": first-order actor-context maps (ACFB); "actors": actor RoI
+    #                                   features only (the LFB-style variant)
     bank.train_boxes = "gt"           # boxes of the train bank: "gt" or a detections CSV (AVA proposal format)
     bank.val_boxes = "gt"             # boxes of the val bank (no GT, e.g. a test set: a detections CSV)
     bank.dtype = "float16"            # storage dtype of the maps: "float16" | "bfloat16" | "float32"
     bank.batch_size = 2               # clips per device per extraction batch
+    bank.window_radius = 10           # window: bank entries within +-radius s of the keyframe (AVA: ~20 s)
+    bank.whole_video = False          # window: every entry of the video (Kinetics clips, <= 10 s)
+    bank.max_entries = 64             # window slots M (keyframes x actors); a fuller window is an error
+    bank.cache_videos = 256           # videos whose bank entries stay in memory while batches are made
+    bank.chain = False                # run.py's train_and_eval runs the chain: train the ACAR source, extract
+    #                                   its bank(s), train this head, evaluate (acar_jax/acfb_chain.py)
+    bank.chain_variants = ()          # chain: more bank-head config files trained on the same source run
     return bank
 
 

@@ -6,15 +6,22 @@ are in it by construction. Entries (keyframes x actors, in time then actor order
 window with more entries is an error naming the keyframe and `bank.max_entries`, never cut. Each map is placed
 top-left on the batch's first-order grid (zeros around it) and, for a horizontally flipped clip, mirrored
 within its crop, as the clip was.
+
+`check_covers(video_ids)` and `check_windows(keyframes, counts)` are the consumer's start-up checks: every video
+the run will read is in the bank with its file, and every window it will read is non-empty and fits
+`max_entries` (else an error naming the manifest, the file or the keyframe and the key), so a bad bank stops
+the run before step 0, not in the middle of an epoch.
 """
 
 from __future__ import annotations
 
 import collections
+import os
+from collections.abc import Iterable
 
 import numpy as np
 
-from data_pipelines.bank_files import BankError, BankReader, Entry
+from data_pipelines.bank_files import MANIFEST, BankError, BankReader, Entry, video_path
 
 
 class BankWindows:
@@ -30,6 +37,38 @@ class BankWindows:
         self.max_entries = int(max_entries)
         self._cache: collections.OrderedDict[str, dict[int, Entry]] = collections.OrderedDict()
         self._cache_videos = int(cache_videos)
+
+    def check_covers(self, video_ids: Iterable[str]) -> None:
+        """Raises BankError naming the manifest (a video not in the bank) or the file (listed, not on disk)."""
+        wanted = sorted(set(video_ids))
+        missing = [v for v in wanted if v not in self.reader.videos]
+        if missing:
+            raise BankError(f"{os.path.join(self.reader.root, MANIFEST)}: {len(missing)} of the {len(wanted)} "
+                            f"videos to read are not in this bank (split {self.reader.manifest['split']!r}), "
+                            f"e.g. {missing[0]!r}: a bank of another dataset or split; extract it again")
+        for video_id in wanted:
+            path = video_path(self.reader.root, video_id)
+            if not os.path.isfile(path):
+                raise BankError(f"{path}: missing file of video {video_id!r}, listed in the bank's manifest")
+
+    def check_windows(self, keyframes: Iterable[tuple[str, int]], counts: dict[str, dict[int, int]]) -> None:
+        """Start-up check of every window a run will read: `keyframes` (video, timestamp) of clips with actors,
+        `counts` video -> timestamp -> entries in the bank. An empty window, or one with more entries than
+        max_entries, is a BankError naming the keyframe and the key (before step 0, not in the middle of an
+        epoch)."""
+        largest, where = 0, None
+        for video_id, timestamp in keyframes:
+            per_time = counts.get(video_id, {})
+            n = sum(c for t, c in per_time.items() if self.whole_video or abs(t - int(timestamp)) <= self.radius)
+            if n == 0:
+                raise BankError(f"{self.reader.root}: the window of keyframe ({video_id!r}, {timestamp}) has no "
+                                f"entries (bank.window_radius = {self.radius} s): the bank lacks this part of the "
+                                f"video")
+            if n > largest:
+                largest, where = n, (video_id, int(timestamp))
+        if largest > self.max_entries:
+            raise BankError(f"{self.reader.root}: the window of keyframe {where} holds {largest} entries, more than "
+                            f"bank.max_entries = {self.max_entries}; set it to at least {largest}")
 
     def _video(self, video_id: str) -> dict[int, Entry]:
         if video_id in self._cache:
@@ -48,7 +87,8 @@ class BankWindows:
         maps = [m for t in keys for m in video[t].maps]
         if not maps:
             raise BankError(f"{self.reader.root}: the window of keyframe ({video_id!r}, {timestamp}) has no "
-                            f"entries (radius {self.radius} s): the bank lacks this part of the video")
+                            f"entries (bank.window_radius = {self.radius} s): the bank lacks this part of the "
+                            f"video")
         if len(maps) > self.max_entries:
             raise BankError(f"{self.reader.root}: the window of keyframe ({video_id!r}, {timestamp}) holds "
                             f"{len(maps)} entries, more than bank.max_entries = {self.max_entries}; raise it")

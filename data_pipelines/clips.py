@@ -376,11 +376,12 @@ class _ClipLoader:
 
         clips = tf.cond(ex["filler"], filler_clip, real_clip)
         out = {"clips": tf.ensure_shape(clips, [self.num_frames, None, None, 3]), "boxes": boxes,
-               "box_mask": box_mask, "valid_hw": ex["resize_hw"], "labels": labels}
+               "box_mask": box_mask, "valid_hw": ex["resize_hw"], "labels": labels,
+               # host-side metadata of train and eval batches: a bank window is looked up from these
+               "video_id": ex["video_id"], "timestamp": ex["timestamp"], "clip_mask": tf.logical_not(ex["filler"]),
+               "flip": tf.logical_and(flip, tf.logical_not(ex["filler"]))}
         if not self.train:
-            out.update(video_id=ex["video_id"], timestamp=ex["timestamp"],
-                       orig_boxes=tf.where(ex["box_mask"][:, None], ex["boxes"], 0.0),
-                       clip_mask=tf.logical_not(ex["filler"]))
+            out.update(orig_boxes=tf.where(ex["box_mask"][:, None], ex["boxes"], 0.0))
         return out
 
     def dataset(self, examples, batch_size: int) -> tf.data.Dataset:

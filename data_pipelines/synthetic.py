@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 
 import ml_collections
 import numpy as np
@@ -258,8 +259,13 @@ def _box(actor: Actor, height: int, width: int) -> np.ndarray:
 
 def _proposals(rng: np.random.Generator, scene: Scene, height: int, width: int):
     """Detector-like boxes: jittered GT (a few at low score) plus false positives; yields (box, gt, score)."""
-    for i, a in enumerate(scene.actors):
-        box = _box(a, height, width)
+    return proposals_for_boxes(rng, [_box(a, height, width) for a in scene.actors])
+
+
+def proposals_for_boxes(rng: np.random.Generator, gt_boxes: list[np.ndarray]):
+    """Detector-like boxes for normalised GT boxes: each jittered (a few at low score), then 0-2 false positives;
+    yields (box, index of the GT box or -1, score). Shared by the generators so their detections look alike."""
+    for i, box in enumerate(gt_boxes):
         size = np.tile(box[2:] - box[:2], 2)
         jittered = np.clip(box + rng.normal(0, 0.03, 4) * size, 0, 1)
         score = rng.uniform(0.88, 1.0) if rng.random() > 0.1 else rng.uniform(0.5, 0.84)
@@ -352,27 +358,33 @@ def _write_lines(path: str, lines: list[str]) -> None:
 def ensure_synthetic_dataset(root: str, synth_config: ml_collections.ConfigDict) -> None:
     """Writes the dataset to `root` unless it is there; atomic (tmp dir + rename), so a half-written one is
     never used. A root written with different generator settings is an error naming both settings."""
+    ensure_dataset_dir(root, _config_dict(synth_config), lambda out: write_dataset(out, synth_config))
+
+
+def ensure_dataset_dir(root: str, settings: dict, write: Callable[[str], None]) -> None:
+    """`write(tmp_dir)` fills a fresh directory that is renamed to `root` when whole; a `root` that exists must
+    hold a CONFIG_FILE equal to `settings` (the generator's settings, written by `write`), else ValueError."""
     root = os.path.abspath(root)
     if os.path.exists(root):
-        _check_existing(root, synth_config)
+        _check_existing(root, settings)
         return
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
     try:
-        write_dataset(tmp, synth_config)
+        write(tmp)
         os.rename(tmp, root)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         if not os.path.exists(root):   # not a concurrent writer winning the rename: a real error
             raise
-        _check_existing(root, synth_config)
+        _check_existing(root, settings)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _check_existing(root: str, synth_config: ml_collections.ConfigDict) -> None:
+def _check_existing(root: str, wanted: dict) -> None:
     path = os.path.join(root, CONFIG_FILE)
     try:
         with open(path) as f:
@@ -380,7 +392,6 @@ def _check_existing(root: str, synth_config: ml_collections.ConfigDict) -> None:
     except FileNotFoundError:
         raise ValueError(f"{root} exists but is not a synthetic dataset ({CONFIG_FILE} missing); remove it "
                          "or point config.data.root elsewhere") from None
-    wanted = _config_dict(synth_config)
     if found != wanted:
         raise ValueError(f"{path}: the dataset was written with {found}, the config asks for {wanted}; "
                          f"remove {root} to regenerate it")

@@ -76,6 +76,12 @@ def test_init_from_backbone_takes_only_the_backbone(tmp_path):
     full = checkpoints.init_from(_state(5), str(tmp_path / "pre"), scope="full")
     np.testing.assert_array_equal(np.asarray(full.params["head"]["fc"]["bias"][...]),
                                   np.asarray(src.params["head"]["fc"]["bias"][...]))
+    # "shared" (a bank head from its ACAR run): whatever has the checkpoint's path and shape; the rest stays fresh
+    shared = checkpoints.init_from(fresh, str(tmp_path / "pre"), scope="shared")
+    np.testing.assert_array_equal(np.asarray(shared.params["backbone"]["conv"]["kernel"][...]),
+                                  np.asarray(src.params["backbone"]["conv"]["kernel"][...]))
+    np.testing.assert_array_equal(np.asarray(shared.params["head"]["fc"]["bias"][...]),
+                                  np.asarray(fresh.params["head"]["fc"]["bias"][...]))
 
 
 def jax_tree_add(tree, value):

@@ -1,8 +1,11 @@
 """Writes the built-in synthetic AVA-format dataset of a config (run.py does this itself when it is absent).
 
     python tools/make_synthetic_data.py [--config=configs/default.py] [--out=DIR] [--config.synthetic.seed=1 ...]
+    python tools/make_synthetic_data.py --config=configs/default_longterm.py    # the long-term (ACFB) set
 
-The dataset's parameters are the config's `synthetic` fields; `--out` defaults to the config's `data.root`.
+The generator is the config's `data.dataset` ("synthetic": data_pipelines/synthetic.py, "synthetic_longterm":
+data_pipelines/synthetic_longterm.py), its parameters the config's `synthetic` fields; `--out` defaults to the
+config's `data.root`.
 An existing dataset written with other parameters is an error that names them (remove it to regenerate).
 """
 
@@ -18,7 +21,9 @@ sys.path.insert(0, str(ROOT))
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from data_pipelines.synthetic import ensure_synthetic_dataset  # noqa: E402
+from data_pipelines import synthetic, synthetic_longterm  # noqa: E402
+
+GENERATORS = {"synthetic": synthetic.ensure_synthetic_dataset, "synthetic_longterm": synthetic_longterm.ensure_dataset}
 
 _CONFIG = config_flags.DEFINE_config_file("config", str(ROOT / "configs" / "default.py"),
                                           "experiment config whose `synthetic` fields describe the dataset")
@@ -30,8 +35,11 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
     out = _OUT.value or config.data.root
+    if config.data.dataset not in GENERATORS:
+        sys.exit(f"make_synthetic_data: config.data.dataset is {config.data.dataset!r}, not a generated dataset "
+                 f"({', '.join(GENERATORS)})")
     try:
-        ensure_synthetic_dataset(out, config.synthetic)
+        GENERATORS[config.data.dataset](out, config.synthetic)
     except ValueError as e:
         sys.exit(f"make_synthetic_data: {e}")
     print(f"synthetic dataset at {os.path.abspath(out)}", file=sys.stderr)

@@ -54,12 +54,29 @@ def bank_records(data_config: ml_collections.ConfigDict, split: str, boxes: str)
     return records
 
 
+def entry_counts(records: Sequence[KeyframeRecord]) -> dict[str, dict[int, int]]:
+    """video -> timestamp -> the number of entries extraction writes for that keyframe: its boxes whose area
+    clamped to the image is positive (the eval pipeline's rule, transforms.clamp_boxes, in float32)."""
+    out: dict[str, dict[int, int]] = collections.defaultdict(dict)
+    for r in records:
+        b = np.clip(np.asarray(r.boxes, np.float32).reshape(-1, 4), np.float32(0), np.float32(1))
+        area = (b[:, 3] - b[:, 1]) * (b[:, 2] - b[:, 0])
+        out[r.video_id][int(r.timestamp)] = int((area > 0).sum())
+    return dict(out)
+
+
+RUNTIME_MODEL_FIELDS = ("remat", "conv3d")   # how the model runs, not what it computes: not in a fingerprint
+
+
 def fingerprint(model_config: ml_collections.ConfigDict, params_digest: str, split: str, boxes: str,
-                scale: int) -> str:
-    """What identifies a bank: the model (config and weights), the split, the boxes and the scale."""
-    payload = json.dumps({"model": model_config.to_dict(), "params": params_digest, "split": split,
-                          "boxes": boxes, "scale": int(scale)}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+                scale: int, content: str = "maps") -> str:
+    """What identifies a bank: the model (config and weights), the split, the boxes, the scale and what is
+    stored (bank.content: "maps" or "actors")."""
+    model = {k: v for k, v in model_config.to_dict().items() if k not in RUNTIME_MODEL_FIELDS}
+    payload = {"model": model, "params": params_digest, "split": split, "boxes": boxes, "scale": int(scale)}
+    if content != "maps":
+        payload["content"] = content
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def extract_video(records: Sequence[KeyframeRecord], data_config: ml_collections.ConfigDict, maps_fn: MapsFn, *,

@@ -40,7 +40,9 @@ from acar_jax.models.predictions import predict_scores
 from data_pipelines import ava_files, clips, sources, synthetic
 from data_pipelines.records import KeyframeRecord
 
-LogitsFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+LogitsFn = Callable[..., np.ndarray]   # (clips, boxes, box_mask, valid_hw[, bank=, bank_mask=]) -> logits
+# (batch, view) -> the extra logits_fn inputs of a feature-bank head ({"bank", "bank_mask"} of that view's bank)
+BankInputsFn = Callable[[dict, views.View], dict[str, np.ndarray]]
 
 
 class BoxIndex:
@@ -78,11 +80,12 @@ class BoxIndex:
 
 def run_views(records: Sequence[KeyframeRecord], data_config: ml_collections.ConfigDict, logits_fn: LogitsFn,
               *, batch_size: int, num_classes: int, process_index: int = 0, process_count: int = 1,
-              merge: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+              merge: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+              bank_inputs: BankInputsFn | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-view logits `[V, M, K]` float32 and survival `[V, M]` bool of every box (zero / False for boxes
     this process did not see in that view). `merge(logits, survives)` combines one view's arrays across
-    processes (evaluate_split passes the multi-host sum); None keeps this process's own."""
+    processes (evaluate_split passes the multi-host sum); None keeps this process's own. `bank_inputs` adds
+    each batch's bank window (a feature-bank head; one bank per test scale) to the logits_fn call."""
     index = BoxIndex(records)
     test_views = views.multiview_test_plan(data_config.eval_scales, bool(data_config.eval_flip))
     all_logits = np.zeros([len(test_views), index.num_boxes, num_classes], np.float32)
@@ -95,8 +98,9 @@ def run_views(records: Sequence[KeyframeRecord], data_config: ml_collections.Con
                      ", ".join(f"{h}x{w}/{n}" for (h, w), n in batches.buckets))
         logits_v, survives_v = all_logits[v], all_survives[v]
         for batch in batches:
+            extra = bank_inputs(batch, view) if bank_inputs is not None else {}
             logits = np.asarray(logits_fn(batch["clips"], batch["boxes"], batch["box_mask"],
-                                          batch["valid_hw"]), np.float32)
+                                          batch["valid_hw"], **extra), np.float32)
             expected = tuple(batch["box_mask"].shape) + (num_classes,)
             if logits.shape != expected:
                 raise ValueError(f"logits_fn returned shape {logits.shape}, expected [B, N, K] = {expected}")
@@ -183,14 +187,15 @@ def write_results(path: str, index: BoxIndex, scores: np.ndarray, seen: np.ndarr
 
 def score_records(config: ml_collections.ConfigDict, data_config: ml_collections.ConfigDict,
                   records: Sequence[KeyframeRecord], logits_fn: LogitsFn, *,
-                  merge: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  merge: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+                  bank_inputs: BankInputsFn | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Scores [M, K] float32 and seen [M] bool of every box of `records` (BoxIndex order): every test view of
     `data_config`, logits fused over views, then the prediction function of config.train. The one scoring
     path of evaluate_split and the video demo."""
     view_logits, survives = run_views(records, data_config, logits_fn, batch_size=int(config.eval_batch_size),
                                       num_classes=int(config.model.num_classes), process_index=jax.process_index(),
-                                      process_count=jax.process_count(), merge=merge)
+                                      process_count=jax.process_count(), merge=merge,
+                                      bank_inputs=bank_inputs)
     fused, seen = views.fuse_view_logits(view_logits, survives)
     scores = np.asarray(predict_scores(fused, pose_softmax=bool(config.train.pose_softmax),
                                        num_pose_classes=int(config.train.num_pose_classes)), np.float32)
@@ -198,7 +203,7 @@ def score_records(config: ml_collections.ConfigDict, data_config: ml_collections
 
 
 def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workdir: str, *, step: int,
-                   writer=None) -> dict[str, float | str]:
+                   writer=None, bank_inputs: BankInputsFn | None = None) -> dict[str, float | str]:
     """Runs every test view of the val split through `logits_fn`, writes `workdir/eval/results_step<N>.csv`,
     scores it and writes the report; returns {"mAP", per-group mAPs, "csv": path}.
 
@@ -206,7 +211,8 @@ def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workd
     precision). Each view compiles one program per exact resized size (`config.data.eval_pad_spatial`).
 
     logits_fn(clips [B, T, H, W, 3], boxes [B, N, 4], box_mask [B, N], valid_hw [B, 2]) -> logits [B, N, K]
-    for this process's slice of each batch (e.g. api.load_model(...).logits, or a jitted sharded function).
+    for this process's slice of each batch (e.g. api.load_model(...).logits, or a jitted sharded function);
+    a feature-bank head's logits_fn also takes bank= and bank_mask=, which `bank_inputs(batch, view)` gives.
     """
     data = config.data
     label_map = ava_files.read_label_map(ava_files.resolve_path(data.root, data.label_map))
@@ -218,7 +224,8 @@ def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workd
     if not records:
         raise ValueError(f"no val keyframes to evaluate under {data.root} (val_csv / val_proposals empty?)")
     index = BoxIndex(records)
-    scores, seen = score_records(config, data, records, logits_fn, merge=_merge_processes)
+    scores, seen = score_records(config, data, records, logits_fn, merge=_merge_processes,
+                                 bank_inputs=bank_inputs)
 
     out_dir = os.path.join(workdir, "eval")
     csv_path = os.path.join(out_dir, f"results_step{step}.csv")
@@ -249,4 +256,7 @@ def class_groups(dataset: str, label_map: ava_files.LabelMap) -> dict[str, tuple
     synthetic dataset's pose / actor-only / relational classes."""
     if dataset == "synthetic":
         return synthetic.class_groups()
+    if dataset == "synthetic_longterm":
+        from data_pipelines import synthetic_longterm  # noqa: PLC0415 (the ACFB chain's dataset only)
+        return synthetic_longterm.class_groups()
     return {name: tuple(c for c in label_map.ids if c in ids) for name, ids in report.AVA_GROUPS.items()}

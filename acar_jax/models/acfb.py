@@ -102,6 +102,8 @@ class BankRelation(HR2O):
 class ACFBHead(ACARHead):
     """ACAR's actor-context encoder (no downsampling) + `depth` bank relation blocks + ACAR's classifier."""
 
+    reads_bank = True   # the detector passes each clip's bank window (bank, bank_mask) to this head
+
     def __init__(self, width: int, num_classes: int, *, roi_spatial: int = 7, dropout: float = 0.0,
                  reduce_dim: int = 1024, hidden_dim: int = 512, depth: int = 2, kernel_size: int = 3,
                  mlp_1x1: bool = False, hr2o_dropout: float = 0.2, roi_sampling_ratio: int = -1,
@@ -142,3 +144,29 @@ def detector_bank_maps(model: nnx.Module, clips: jax.Array, boxes: jax.Array, va
     slow, fast = model.backbone(clips)
     _, maps, eff = first_order_maps(model.head, slow, fast, boxes, valid_hw, tuple(clips.shape[2:4]))
     return maps.astype(jnp.float32), eff
+
+
+FEATURE_STRIDE = 16          # SlowFast with res5 dilated: feature map ceil(H / 16) x ceil(W / 16)
+BANK_CONTENTS = ("maps", "actors")
+
+
+def bank_grid_hw(content: str, padded_hw: tuple[int, int]) -> tuple[int, int]:
+    """The grid a batch of padded clips (H, W) needs its bank maps on: "maps" (ACFB) the first-order grid
+    (ceil(H/16) - 2, ceil(W/16) - 2); "actors" (LFB-style, one feature vector per actor) 1 x 1."""
+    if content == "actors":
+        return 1, 1
+    if content != "maps":
+        raise ValueError(f"bank.content: expected one of {BANK_CONTENTS}, got {content!r}")
+    h, w = (-(-int(v) // FEATURE_STRIDE) for v in padded_hw)
+    return h - 2, w - 2
+
+
+def bank_entries_fn(content: str):
+    """(model, clips, boxes, valid_hw) -> (entries [B, N, h, w, D] float32, crop [B, 2]) of a trained ACAR
+    detector for bank.content: first-order maps ("maps") or actor features stored as 1 x 1 maps ("actors")."""
+    if content == "maps":
+        return detector_bank_maps
+    if content == "actors":
+        from acar_jax.models.lfb import detector_bank_actors  # noqa: PLC0415 (the LFB-style variant's)
+        return detector_bank_actors
+    raise ValueError(f"bank.content: expected one of {BANK_CONTENTS}, got {content!r}")

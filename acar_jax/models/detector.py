@@ -14,7 +14,6 @@ import ml_collections
 from flax import nnx
 
 from acar_jax.batch import check_model_inputs
-from acar_jax.models.acfb import ACFBHead
 from acar_jax.models.heads import build_head
 from acar_jax.models.layers import torch_style_param_count
 from acar_jax.models.slowfast import SlowFast
@@ -37,12 +36,13 @@ class ACARDetector(nnx.Module):
         [B, N, K] float32 (zero for padded boxes). `train` turns dropout on (rng stream 'dropout').
         An ACFB head also takes each clip's bank window: bank [B, M, h-2, w-2, D], bank_mask [B, M]."""
         check_model_inputs(clips, boxes, box_mask, valid_hw)
-        uses_bank = isinstance(self.head, ACFBHead)
+        uses_bank = reads_bank(self)
         if uses_bank and (bank is None or bank_mask is None):
-            raise ValueError("model.head.type 'acfb' needs each clip's bank window (bank, bank_mask); extract the "
-                             "bank of a trained ACAR run first: run.py --mode=extract_bank")
+            raise ValueError(f"model.head.type: a {type(self.head).__name__} needs each clip's bank window (bank, "
+                             "bank_mask); extract the bank of a trained ACAR run first: run.py --mode=extract_bank")
         if not uses_bank and bank is not None:
-            raise ValueError(f"bank: given to a {type(self.head).__name__}; only model.head.type 'acfb' reads a bank")
+            raise ValueError(f"bank: given to a {type(self.head).__name__}; only feature-bank heads "
+                             "(model.head.type 'acfb', 'lfb') read a bank")
         slow, fast = self.backbone(clips)
         padded_hw = tuple(clips.shape[2:4])
         if uses_bank:
@@ -54,6 +54,11 @@ class ACARDetector(nnx.Module):
         return torch_style_param_count(self)
 
 
+def reads_bank(model: nnx.Module) -> bool:
+    """Whether the detector's head takes a bank window (ACFB, the LFB-style variant)."""
+    return bool(getattr(model.head, "reads_bank", False))
+
+
 def create_model(config: ml_collections.ConfigDict, *, seed: int | None = None) -> ACARDetector:
     """The project's one model factory: the detector of `config.model` with fresh parameters (params stream
     seeded by `seed`, default config.seed; the dropout stream by seed + 1)."""
@@ -62,10 +67,11 @@ def create_model(config: ml_collections.ConfigDict, *, seed: int | None = None) 
 
 
 def jit_logits(graphdef: nnx.GraphDef) -> Callable:
-    """jit((params, batch_stats, rng_state, clips, boxes, box_mask, valid_hw) -> float32 logits [B, N, K]) in
-    inference mode: the one compiled forward used by evaluation, the API and the loop."""
+    """jit((params, batch_stats, rng_state, clips, boxes, box_mask, valid_hw[, bank, bank_mask]) -> float32
+    logits [B, N, K]) in inference mode: the one compiled forward used by evaluation, the API and the loop."""
     @jax.jit
-    def forward(params, batch_stats, rng_state, clips, boxes, box_mask, valid_hw):
+    def forward(params, batch_stats, rng_state, clips, boxes, box_mask, valid_hw, bank=None, bank_mask=None):
         model = nnx.merge(graphdef, params, batch_stats, rng_state, copy=True)
-        return model(clips, boxes, box_mask, valid_hw, train=False).astype(jnp.float32)
+        extra = {} if bank is None else {"bank": bank, "bank_mask": bank_mask}
+        return model(clips, boxes, box_mask, valid_hw, train=False, **extra).astype(jnp.float32)
     return forward

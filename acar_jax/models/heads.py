@@ -266,7 +266,8 @@ def relation_classifier(head: nnx.Module, actors: jax.Array, x: jax.Array, spati
 
 
 def build_head(model_config: ml_collections.ConfigDict, width: int, *, rngs: nnx.Rngs) -> nnx.Module:
-    """The head named by `model_config.head.type` ("linear" | "acar" | "acfb") on a `width`-channel backbone."""
+    """The head named by `model_config.head.type` ("linear" | "acar" | "acfb" | "lfb") on a `width`-channel
+    backbone."""
     head, k = model_config.head, int(model_config.num_classes)
     dtype = jnp.dtype(model_config.get("dtype", "float32"))
     common = dict(roi_spatial=int(head.roi_spatial), dropout=float(head.dropout),
@@ -285,4 +286,8 @@ def build_head(model_config: ml_collections.ConfigDict, width: int, *, rngs: nnx
         return ACFBHead(width, k, reduce_dim=int(head.reduce_dim), hidden_dim=int(head.hidden_dim),
                         depth=int(head.depth), kernel_size=int(head.kernel_size), mlp_1x1=bool(head.mlp_1x1),
                         hr2o_dropout=float(head.hr2o_dropout), **common)
-    raise ValueError(f"model.head.type: expected 'linear', 'acar' or 'acfb', got {head.type!r}")
+    if head.type == "lfb":
+        from acar_jax.models.lfb import LFBHead  # noqa: PLC0415 (lfb builds on this module)
+        return LFBHead(width, k, reduce_dim=int(head.reduce_dim), hidden_dim=int(head.hidden_dim),
+                       depth=int(head.depth), hr2o_dropout=float(head.hr2o_dropout), **common)
+    raise ValueError(f"model.head.type: expected 'linear', 'acar', 'acfb' or 'lfb', got {head.type!r}")

@@ -155,11 +155,13 @@ def init_from(target: TrainState, path: str, *, scope: str) -> TrainState:
     `checkpoints` dir, or a converted checkpoint written by `write_model_checkpoint`).
 
     scope "full": every parameter and statistic must match; "backbone": only those under `backbone/` are taken
-    (the head keeps its fresh initialisation, as the reference's Kinetics-pretrained start). The optimiser state
-    and step are not taken: fine-tuning starts at step 0.
+    (the head keeps its fresh initialisation, as the reference's Kinetics-pretrained start); "shared": every
+    one whose path and shape the checkpoint also has (a bank head started from its ACAR source run: the
+    backbone and the head's parameters of the same name; the others keep their fresh values, and are logged).
+    The optimiser state and step are not taken: fine-tuning starts at step 0.
     """
-    if scope not in ("full", "backbone"):
-        raise ValueError(f"checkpoint.init_scope must be 'full' or 'backbone', got {scope!r}")
+    if scope not in ("full", "backbone", "shared"):
+        raise ValueError(f"checkpoint.init_scope must be 'full', 'backbone' or 'shared', got {scope!r}")
     directory = os.path.abspath(path)
     if os.path.isdir(os.path.join(directory, CHECKPOINT_SUBDIR)):
         directory = os.path.join(directory, CHECKPOINT_SUBDIR)
@@ -179,6 +181,11 @@ def init_from(target: TrainState, path: str, *, scope: str) -> TrainState:
         found_s = {BACKBONE_PREFIX: raw["batch_stats"].get(BACKBONE_PREFIX, {})}
         params = {BACKBONE_PREFIX: params[BACKBONE_PREFIX]}
         stats = {BACKBONE_PREFIX: stats.get(BACKBONE_PREFIX, {})}
+    elif scope == "shared":
+        (found_p, params), fresh_p = _shared(raw["params"], params)
+        (found_s, stats), fresh_s = _shared(raw["batch_stats"], stats)
+        logging.info("init_scope shared: %d parameter paths kept fresh (not in %s with that shape): %s",
+                     len(fresh_p + fresh_s), source, ", ".join(fresh_p + fresh_s) or "none")
     else:
         found_p, found_s = raw["params"], raw["batch_stats"]
     check_compatible(found_p, params, what="parameter", source=source)
@@ -187,6 +194,27 @@ def init_from(target: TrainState, path: str, *, scope: str) -> TrainState:
     new_stats = _merge(target.batch_stats, _cast(found_s, stats))
     logging.info("initialised %s from %s (scope %s)", "parameters", source, scope)
     return target.replace(params=_like(new_params, target.params), batch_stats=_like(new_stats, target.batch_stats))
+
+
+def _shared(found: dict, like: dict, prefix: str = "") -> tuple[tuple[dict, dict], list[str]]:
+    """((found, like) restricted to the paths both hold with equal shapes, paths of `like` left out)."""
+    got, want, fresh = {}, {}, []
+    for key, value in like.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            if isinstance(found.get(key), dict):
+                (g, w), f = _shared(found[key], value, f"{path}/")
+                if w:
+                    got[key], want[key] = g, w
+                fresh += f
+            else:
+                fresh.append(path)
+        elif key in found and not isinstance(found[key], dict) and \
+                tuple(np.shape(found[key])) == tuple(np.shape(value)):
+            got[key], want[key] = found[key], value
+        else:
+            fresh.append(path)
+    return (got, want), fresh
 
 
 def _cast(found: dict, like: dict) -> dict:

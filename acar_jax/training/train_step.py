@@ -22,6 +22,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from acar_jax.batch import BANK_KEYS
 from acar_jax.parallel import AXIS, BatchSizeError, check_batch_size  # noqa: F401 (re-exported)
 from acar_jax.training import optim
 
@@ -61,8 +62,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, me
                     ) -> Callable[[TrainState, nnx.State, dict, jax.Array], tuple[TrainState, dict]]:
     """The jitted sharded step `(state, rng_state, batch, lr) -> (state, metrics)`.
 
-    batch: global arrays of acar_jax.batch.TRAIN_KEYS sharded over `data` (acar_jax.parallel.shard_batch);
-    lr: [] float32 rate of this step.
+    batch: global arrays of acar_jax.batch.TRAIN_KEYS (+ BANK_KEYS for a feature-bank head) sharded over
+    `data` (acar_jax.parallel.shard_batch); lr: [] float32 rate of this step.
     Dropout key of device d at step s, micro-batch m: fold_in(fold_in(fold_in(key(seed), s), d), m), so a
     resumed run draws the same masks. metrics (replicated): loss (mean over the global batch's real RoIs),
     num_rois, grad_norm, applied (1 when the update was applied), finite.
@@ -82,7 +83,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, me
 
         def loss_fn(params, mb, rngs):
             model = nnx.merge(graphdef, params, state.batch_stats, rngs, copy=True)
-            logits = model(mb["clips"], mb["boxes"], mb["box_mask"], mb["valid_hw"], train=True)
+            bank = {k: mb[k] for k in BANK_KEYS if k in mb}          # feature-bank heads only
+            logits = model(mb["clips"], mb["boxes"], mb["box_mask"], mb["valid_hw"], train=True, **bank)
             per_roi = roi_loss_fn(logits.astype(jnp.float32), mb["labels"], mb["box_mask"])
             return jnp.sum(jnp.where(mb["box_mask"], per_roi, 0.0)) / denom
 

@@ -53,9 +53,21 @@ def test_window_errors_name_the_keyframe_and_key(tmp_path):
     with pytest.raises(BankError, match=r"\('vid', 902\) holds 4 entries, more than bank.max_entries = 3"):
         BankWindows(reader, radius=1, whole_video=False, max_entries=3).batch(["vid"], [902], [True], [False], GRID)
     windows = BankWindows(reader, radius=1, whole_video=False, max_entries=5)
-    with pytest.raises(BankError, match=r"window of keyframe \('vid', 910\) has no entries"):
+    with pytest.raises(BankError, match=r"keyframe \('vid', 910\) has no entries \(bank.window_radius = 1 s\)"):
         windows.batch(["vid"], [910], [True], [False], GRID)
     with pytest.raises(BankError, match=r"video 'other' is not in the bank"):
         windows.batch(["other"], [902], [True], [False], GRID)
     with pytest.raises(BankError, match=r"maps of 3x5, larger than the batch's 2x6 grid: a bank of another scale"):
         windows.batch(["vid"], [902], [True], [False], (2, 6))
+
+
+def test_start_up_check_finds_empty_and_overfull_windows_before_any_batch(tmp_path):
+    reader, entries = make_reader(str(tmp_path))
+    counts = {"vid": {t: e.maps.shape[0] for t, e in entries.items()}}        # 901: 1, 902: 2, 903: 1, 920: 3
+    windows = BankWindows(reader, radius=1, whole_video=False, max_entries=4)
+    windows.check_windows([("vid", 902), ("vid", 920)], counts)               # 4 and 3 entries: fine
+    with pytest.raises(BankError, match=r"keyframe \('vid', 910\) has no entries \(bank.window_radius = 1 s\)"):
+        windows.check_windows([("vid", 902), ("vid", 910)], counts)
+    with pytest.raises(BankError, match=r"keyframe \('vid', 902\) holds 4 entries, more than bank.max_entries = 3; "
+                                        r"set it to at least 4"):
+        BankWindows(reader, radius=1, whole_video=False, max_entries=3).check_windows([("vid", 902)], counts)

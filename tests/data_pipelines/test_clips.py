@@ -92,6 +92,10 @@ def test_train_box_geometry_through_resize_pad_and_flip(tmp_path):
             if flipped:
                 np.testing.assert_allclose(box, [1 - c1 / w, r0 / h, 1 - c0 / w, r1 / h], atol=1e-6)
             flips.add(flipped)
+            # the metadata a bank window is looked up from: the clip's keyframe and whether it was flipped
+            assert batch["video_id"][i] == name and batch["flip"][i] == flipped and batch["clip_mask"][i]
+            key = (name, int(batch["timestamp"][i]))
+            assert key in {(r.video_id, r.timestamp) for r in records}
     assert flips == {False, True}, "the random flip should have drawn both outcomes"
 
 
@@ -106,6 +110,7 @@ def test_eval_box_geometry_per_view(tmp_path, scale, flip):
             orig = batch["orig_boxes"][i, 0]
             want = [1 - orig[2], orig[1], 1 - orig[0], orig[3]] if flip else orig
             np.testing.assert_allclose(box, want, atol=1e-6)
+            assert batch["flip"][i] == flip
             _assert_box_on_pixels(batch["clips"][i], box, batch["valid_hw"][i], data, f"view {scale} {flip}")
             n_views += 1
     assert n_views == len(records)

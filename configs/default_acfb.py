@@ -1,0 +1,44 @@
+"""The ACFB chain on the synthetic long-term task, in one command (CPU, minutes):
+
+  python run.py --config=configs/default_acfb.py --workdir=runs/default_acfb
+
+trains the tiny ACAR model of configs/default_longterm.py (<workdir>/acar), extracts its feature banks (the
+first-order maps for ACFB and the actor features for the LFB-style variant, <workdir>/acar/bank), trains the
+ACFB head (<workdir>) and the LFB-style head (configs/default_lfb.py, <workdir>/default_lfb) from the ACAR
+checkpoint, and evaluates each; re-running the command skips finished stages and resumes an interrupted one
+(acar_jax/acfb_chain.py). The long-term classes ("red / marker in another second within +-R s") are
+independent of the clip, so ACAR is at chance on them; the bank window (+-R s) holds their evidence.
+`--mode=eval` on the same command line evaluates the ACFB checkpoint with the chain's val bank.
+"""
+
+import ml_collections
+
+from configs import default_longterm
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """ACFB head (2 bank relation blocks) on the ACAR model of default_longterm.py, trained from its checkpoint."""
+    config = default_longterm.get_config()
+    head = config.model.head
+    head.type = "acfb"
+    head.depth = 2                    # paper: two stacked blocks
+    head.downsample = "none"          # paper: no spatial max pool before the bank relation blocks
+
+    bank = config.bank
+    bank.source_config = "configs/default_longterm.py"
+    bank.chain = True
+    bank.chain_variants = ("configs/default_lfb.py",)
+    bank.content = "maps"
+    bank.window_radius = config.synthetic.longterm_radius   # the labels' window is the bank's window
+    bank.whole_video = False
+    bank.max_entries = (2 * config.synthetic.longterm_radius + 1) * 2   # keyframes x 2 actors per scene
+    bank.cache_videos = config.synthetic.num_train_videos + config.synthetic.num_val_videos   # all in memory
+    bank.dtype = "float16"
+    bank.batch_size = 8               # clips per extraction batch (a video's 16 keyframes in 2 batches)
+
+    # From the trained ACAR run (backbone and every head parameter of the same name), then a short fine-tune.
+    config.checkpoint.init_scope = "shared"
+    config.train.num_epochs = 1.0         # 96 steps of 8 clips over the 768 train keyframes
+    config.train.schedule.warmup_epochs = 0.1
+    config.train.schedule.milestone_epochs = (0.9, 0.95)
+    return config
