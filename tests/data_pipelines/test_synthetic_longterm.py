@@ -36,14 +36,16 @@ def _data_config(root):
     return data
 
 
-def _clip_window(keyframe: int) -> tuple[int, int]:
+def _clip_window(keyframe: int, seconds: int) -> tuple[int, int]:
     """First and last frame of the clip window of a keyframe under configs/default_longterm.py, from the frame
-    indices clips.py feeds the model (frame_index.clip_frame_indices, AVA's looping policy)."""
+    indices clips.py feeds the model (frame_index.clip_frame_indices, AVA's looping policy, over the video's
+    FPS * (seconds + 1) frames)."""
     data = get_config().data
     span = int(data.num_frames) * int(data.frame_stride)
-    idx = frame_index.clip_frame_indices(keyframe, int(data.num_frames), int(data.frame_stride), 10**6)
+    idx = frame_index.clip_frame_indices(keyframe, int(data.num_frames), int(data.frame_stride),
+                                         synthetic.FPS * (seconds + 1))
     first = int(idx[0])
-    assert int(idx[-1]) < first + span
+    assert np.array_equal(idx, np.arange(first, first + span, int(data.frame_stride))), "no looping at the ends"
     return first, first + span - 1          # the sampled frames and the stride gaps between them
 
 
@@ -87,7 +89,7 @@ def test_long_term_evidence_lies_outside_every_clip_window_and_inside_the_bank_w
         seconds = len(video.marker_shown)
         labels = lt.video_labels(video, radius)
         for t in range(seconds):
-            first, last = _clip_window(synthetic.keyframe_frame(synthetic.START_SECOND + 1 + t))
+            first, last = _clip_window(synthetic.keyframe_frame(synthetic.START_SECOND + 1 + t), seconds)
             assert {lt.second_of_frame(f, seconds) for f in range(first, last + 1)} == {t}
             span = lt.second_frames(t)
             assert span[0] <= first and last <= span[1]
@@ -121,7 +123,7 @@ def test_the_clip_pixels_show_exactly_the_current_second(dataset):
     data.val_proposals = ""
     red = synthetic.COLOURS[synthetic.RED].astype(np.float32)
     for rec in ava_files.load_keyframe_records(data, "train") + ava_files.load_keyframe_records(data, "val"):
-        first, last = _clip_window(rec.source.keyframe_index)
+        first, last = _clip_window(rec.source.keyframe_index, rec.source.num_frames // synthetic.FPS - 1)
         for path in frame_index.frame_paths(rec.source.frames_dir, [first, rec.source.keyframe_index, last]):
             frame = frame_index.read_frame(path).astype(np.float32)
             height, width = frame.shape[:2]
