@@ -11,6 +11,7 @@ each clip's unpadded frame, box_mask [B, N] bool, valid_hw [B, 2] int); they are
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 
@@ -32,7 +33,8 @@ class Model:
                  batch_stats: nnx.State, rng_state: nnx.State):
         self.config = config
         self._state = (params, batch_stats, rng_state)
-        self._forward = jit_logits(graphdef)
+        self._forward, self._predict = compiled_functions(graphdef, bool(config.train.pose_softmax),
+                                                          int(config.train.num_pose_classes))
 
     @property
     def weights(self) -> tuple[nnx.State, nnx.State, nnx.State]:
@@ -51,10 +53,38 @@ class Model:
         return self._forward(*self._state, clips, boxes, box_mask, valid_hw)
 
     def predict(self, clips, boxes, box_mask, valid_hw) -> jax.Array:
-        """[B, N, K] scores in [0, 1]: the prediction function (pose softmax + sigmoid) on the logits."""
-        train = self.config.train
-        return predict_scores(self.logits(clips, boxes, box_mask, valid_hw),
-                              pose_softmax=bool(train.pose_softmax), num_pose_classes=int(train.num_pose_classes))
+        """[B, N, K] scores in [0, 1]: the prediction function (pose softmax + sigmoid) on the logits, in the
+        same compiled call (one compile per input shape, reused by later calls)."""
+        check_model_inputs(clips, boxes, box_mask, valid_hw)
+        return self._predict(*self._state, clips, boxes, box_mask, valid_hw)
+
+
+def compiled_functions(graphdef: nnx.GraphDef, pose_softmax: bool, num_pose_classes: int) -> tuple[Callable, Callable]:
+    """(jitted forward, jitted predict) of a model structure, shared by every Model of that structure: a second
+    load_model of the same model (another checkpoint, the demo run again) reuses the compiled executables
+    (jax caches them per jitted function and input shape; the weights are arguments)."""
+    try:
+        return _compiled_functions(graphdef, pose_softmax, num_pose_classes)
+    except TypeError:          # a graph with an unhashable static attribute: jitted anew, not shared
+        forward = jit_logits(graphdef)
+        return forward, jit_predict(forward, pose_softmax=pose_softmax, num_pose_classes=num_pose_classes)
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled_functions(graphdef: nnx.GraphDef, pose_softmax: bool, num_pose_classes: int) -> tuple[Callable,
+                                                                                                      Callable]:
+    forward = jit_logits(graphdef)
+    return forward, jit_predict(forward, pose_softmax=pose_softmax, num_pose_classes=num_pose_classes)
+
+
+def jit_predict(forward: Callable, *, pose_softmax: bool, num_pose_classes: int) -> Callable:
+    """jit(forward, then the prediction function): one executable per input shape instead of the forward's
+    plus one per eager op of the prediction function."""
+    @jax.jit
+    def predict(params, batch_stats, rng_state, clips, boxes, box_mask, valid_hw):
+        return predict_scores(forward(params, batch_stats, rng_state, clips, boxes, box_mask, valid_hw),
+                              pose_softmax=pose_softmax, num_pose_classes=num_pose_classes)
+    return predict
 
 
 def load_model(config: str | os.PathLike | ml_collections.ConfigDict, checkpoint_dir: str, *,

@@ -6,6 +6,8 @@ serialized with `jax.export` (StableHLO), so that a server runs it with jax alon
                                  preprocessing the clips must have (fps, frames, stride, short side, mean/std)
   model_dir/load_exported.py     a standalone loader (jax + numpy only): see LOADER below
 
+acar_jax/saved_model.py writes the same function as a TF SavedModel (jax2tf) beside it.
+
 The scores are `acar_jax.api.Model.predict`'s: the model's logits in inference mode, then the prediction
 function (pose softmax + sigmoid). Shapes are fixed at export except the batch, which may be symbolic.
 """
@@ -28,6 +30,7 @@ ARTIFACT = "model.jaxexport"
 SIGNATURE = "signature.json"
 LOADER_NAME = "load_exported.py"
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+INPUT_NAMES = ("clips", "boxes", "box_mask", "valid_hw")
 
 LOADER = '''"""Runs an acar-jax serving artifact with jax alone (no acar_jax, no flax).
 
@@ -56,17 +59,35 @@ if __name__ == "__main__":
 '''
 
 
-def inference_fn(model: Model):
-    """predict(clips, boxes, box_mask, valid_hw) -> [B, N, K] float32 scores with the model's weights as
-    constants of the traced function."""
-    forward, (params, batch_stats, rng_state) = model.forward, model.weights
+def scores_fn(model: Model):
+    """scores(params, batch_stats, clips, boxes, box_mask, valid_hw) -> [B, N, K] float32: `predict` with the
+    trained weights as arguments (a SavedModel keeps them as variables) and the rng state (unused in inference
+    mode) a constant."""
+    forward, rng_state = model.forward, model.weights[2]
     train = model.config.train
 
-    def predict(clips, boxes, box_mask, valid_hw):
+    def scores(params, batch_stats, clips, boxes, box_mask, valid_hw):
         logits = forward(params, batch_stats, rng_state, clips, boxes, box_mask, valid_hw)
         return predict_scores(logits, pose_softmax=bool(train.pose_softmax),
                               num_pose_classes=int(train.num_pose_classes)).astype(jnp.float32)
-    return predict
+    return scores
+
+
+def inference_fn(model: Model):
+    """predict(clips, boxes, box_mask, valid_hw) -> [B, N, K] float32 scores with the model's weights as
+    constants of the traced function."""
+    scores, (params, batch_stats, _) = scores_fn(model), model.weights
+    return lambda clips, boxes, box_mask, valid_hw: scores(params, batch_stats, clips, boxes, box_mask, valid_hw)
+
+
+def input_specs(*, batch: int | None, frames: int, height: int, width: int,
+                max_boxes: int) -> tuple[jax.ShapeDtypeStruct, ...]:
+    """(clips, boxes, box_mask, valid_hw) shapes and dtypes; `batch` None: the symbolic dimension "b"."""
+    b = export.symbolic_shape("b")[0] if batch is None else batch
+    return (jax.ShapeDtypeStruct((b, frames, height, width, 3), jnp.float32),
+            jax.ShapeDtypeStruct((b, max_boxes, 4), jnp.float32),
+            jax.ShapeDtypeStruct((b, max_boxes), jnp.bool_),
+            jax.ShapeDtypeStruct((b, 2), jnp.int32))
 
 
 def export_model(model: Model, *, batch: int | None, frames: int, height: int, width: int, max_boxes: int,
@@ -82,11 +103,7 @@ def export_model(model: Model, *, batch: int | None, frames: int, height: int, w
     if unknown or not platforms:
         raise ValueError(f"--platforms: expected a comma-separated subset of {', '.join(PLATFORMS)}, got "
                          f"{','.join(platforms)}")
-    b = export.symbolic_shape("b")[0] if batch is None else batch
-    specs = (jax.ShapeDtypeStruct((b, frames, height, width, 3), jnp.float32),
-             jax.ShapeDtypeStruct((b, max_boxes, 4), jnp.float32),
-             jax.ShapeDtypeStruct((b, max_boxes), jnp.bool_),
-             jax.ShapeDtypeStruct((b, 2), jnp.int32))
+    specs = input_specs(batch=batch, frames=frames, height=height, width=width, max_boxes=max_boxes)
     try:
         return export.export(jax.jit(inference_fn(model)), platforms=tuple(platforms))(*specs)
     except ValueError as e:
@@ -102,24 +119,33 @@ def export_model(model: Model, *, batch: int | None, frames: int, height: int, w
 def write_artifact(exported: export.Exported, output: str, signature: dict) -> list[str]:
     """Writes the artifact, its signature and the loader into `output`; returns the paths."""
     os.makedirs(output, exist_ok=True)
-    paths = [os.path.join(output, n) for n in (ARTIFACT, SIGNATURE, LOADER_NAME)]
+    paths = [os.path.join(output, n) for n in (ARTIFACT, LOADER_NAME)]
     with open(paths[0], "wb") as f:
         f.write(exported.serialize())
     with open(paths[1], "w") as f:
+        f.write(LOADER)
+    return [paths[0], write_signature(output, signature), paths[1]]
+
+
+def write_signature(output: str, signature: dict) -> str:
+    """Writes `output`/signature.json; returns its path."""
+    os.makedirs(output, exist_ok=True)
+    path = os.path.join(output, SIGNATURE)
+    with open(path, "w") as f:
         json.dump(signature, f, indent=1)
         f.write("\n")
-    with open(paths[2], "w") as f:
-        f.write(LOADER)
-    return paths
+    return path
 
 
 def signature_of(model: Model, exported: export.Exported, class_ids: Sequence[int],
-                 class_names: Sequence[str]) -> dict:
-    """What a server needs besides the artifact: shapes, classes and the clip preprocessing."""
+                 class_names: Sequence[str], artifacts: Sequence[str] = (ARTIFACT,)) -> dict:
+    """What a server needs besides the artifact: shapes, classes and the clip preprocessing. `artifacts`: the
+    files or folders written beside it (model.jaxexport, saved_model)."""
     data = model.config.data
     return {
+        "artifacts": list(artifacts),
         "inputs": {name: {"shape": [str(d) for d in aval.shape], "dtype": str(aval.dtype)}
-                   for name, aval in zip(("clips", "boxes", "box_mask", "valid_hw"), exported.in_avals,
+                   for name, aval in zip(INPUT_NAMES, exported.in_avals,
                                          strict=True)},
         "output": {"scores": {"shape": [str(d) for d in exported.out_avals[0].shape], "dtype": "float32"}},
         "platforms": list(exported.platforms),
@@ -133,11 +159,14 @@ def signature_of(model: Model, exported: export.Exported, class_ids: Sequence[in
     }
 
 
-def random_inputs(exported: export.Exported, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Valid random inputs for the exported shapes (tests and the export tool's self-check)."""
+def random_inputs(exported: export.Exported | Sequence[jax.ShapeDtypeStruct], batch: int,
+                  seed: int = 0) -> dict[str, np.ndarray]:
+    """Valid random inputs for the exported shapes, or those of `input_specs` (tests and the export tool's
+    self-check)."""
     rng = np.random.default_rng(seed)
-    _, t, h, w, _ = exported.in_avals[0].shape
-    n = exported.in_avals[1].shape[1]
+    specs = exported.in_avals if isinstance(exported, export.Exported) else exported
+    _, t, h, w, _ = specs[0].shape
+    n = specs[1].shape[1]
     xy = rng.uniform(0, 0.5, (batch, n, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(0.1, 0.5, (batch, n, 2))], -1).astype(np.float32)
     mask = np.zeros((batch, n), bool)

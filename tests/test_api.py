@@ -98,3 +98,39 @@ def test_other_model_shape_and_missing_files_are_refused(tmp_path, stand_in):
         api.load_model("configs/no_such_config.py", workdir, create=stand_in)
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         api.load_model(config, str(tmp_path / "nowhere"), create=stand_in)
+
+
+def test_repeated_predict_calls_on_one_shape_compile_once(tmp_path, stand_in):
+    """predict is one jitted call (forward + prediction function) cached per input shape: the first call on a
+    shape compiles one executable, later calls on that shape (new values, host or device arrays, another Model
+    of the same structure) none."""
+    config = default.get_config()
+    workdir, _ = _trained_run(tmp_path, config)
+    model = api.load_model(config, workdir, create=stand_in)
+    compiles = []
+
+    def on_event(event, duration_secs, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    def inputs(seed, b):     # 7 boxes: a shape no other test compiles (the compiled functions are shared)
+        batch = h.make_batch(seed, b, 7, [1 + i % 7 for i in range(b)])
+        return [batch[k] for k in ("clips", "boxes", "box_mask", "valid_hw")]
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        first = model.predict(*inputs(0, 2))
+        assert len(compiles) == 1
+        for seed in (1, 2, 3):
+            model.predict(*inputs(seed, 2))
+        model.predict(*[jax.device_put(x) for x in inputs(4, 2)])
+        assert len(compiles) == 1
+        model.predict(*inputs(5, 3))                 # another batch size: one more executable, then cached
+        model.predict(*inputs(6, 3))
+        assert len(compiles) == 2
+        again = api.load_model(config, workdir, create=stand_in)    # the same model loaded again: shared
+        again.predict(*inputs(7, 2))
+        assert len(compiles) == 2
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_event)
+    np.testing.assert_array_equal(np.asarray(model.predict(*inputs(0, 2))), np.asarray(first))

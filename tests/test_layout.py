@@ -21,7 +21,8 @@ STAGES = {
     "acar_jax.models": 2,
     "acar_jax.training": 3, "acar_jax.evaluation": 3,
     "acar_jax.experiment": 4, "acar_jax.api": 4, "acar_jax.torch_import": 4, "acar_jax.ava_eval": 4,
-    "acar_jax.serving": 4, "acar_jax.demo": 4, "acar_jax.person_detector": 4, "acar_jax.acfb_chain": 4,
+    "acar_jax.serving": 4, "acar_jax.saved_model": 4, "acar_jax.demo": 4, "acar_jax.person_detector": 4,
+    "acar_jax.acfb_chain": 4,
 }
 SIBLINGS_APART = {("acar_jax.training", "acar_jax.evaluation"), ("acar_jax.evaluation", "acar_jax.training")}
 

@@ -75,3 +75,54 @@ def test_cli_refuses_a_clip_too_small_for_the_acar_head(tiny_run, tmp_path):
     assert "3x3" in proc.stderr or "3 x 3" in proc.stderr or "feature" in proc.stderr, proc.stderr[-600:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow     # two TensorFlow imports, a jax2tf conversion and TF's XLA compile: over 20 s on 2 cores
+def test_saved_model_in_a_fresh_process_with_tensorflow_alone_equals_predict(tiny_run, tmp_path):
+    """jax2tf's SavedModel (weights as variables, any batch), run by its loader with TensorFlow and numpy only
+    (jax, jaxlib, flax and acar_jax cannot be imported there: `import tensorflow` itself tries jax, for TFLite,
+    and goes on without it), gives predict's scores."""
+    from acar_jax import saved_model  # noqa: PLC0415 (TensorFlow only in this test)
+    config, workdir = tiny_run
+    model = api.load_model(config, workdir)
+    out = tmp_path / "model_dir"
+    paths = saved_model.write_saved_model(model, str(out), batch=None, frames=8, height=64, width=96, max_boxes=4)
+    assert paths == [str(out / "saved_model"), str(out / saved_model.LOADER_NAME)]
+    assert list((out / "saved_model" / "variables").glob("variables.data-*"))     # weights as variables
+    inputs = serving.random_inputs(serving.input_specs(batch=None, frames=8, height=64, width=96, max_boxes=4),
+                                   batch=3, seed=2)
+    inputs["valid_hw"][2] = (40, 96)
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    probe = ("import runpy, sys\n"
+             "class Blocked:\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name.split('.')[0] in ('acar_jax', 'jax', 'jaxlib', 'flax'):\n"
+             "            raise ImportError(f'{name} is blocked in this test')\n"
+             "sys.meta_path.insert(0, Blocked())\n"
+             "sys.argv = sys.argv[1:]\n"
+             "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+             "leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('acar_jax', 'jax', 'jaxlib', 'flax'))\n"
+             "assert not leaked, leaked\n"
+             "print('clean')\n")
+    proc = subprocess.run([sys.executable, "-c", probe, str(out / saved_model.LOADER_NAME), str(out),
+                           str(tmp_path / "inputs.npz"), str(tmp_path / "scores.npy")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0 and "clean" in proc.stdout, proc.stderr[-2000:]
+    got = np.load(tmp_path / "scores.npy")
+    want = np.asarray(model.predict(*(inputs[k] for k in serving.INPUT_NAMES)))
+    assert got.shape == (3, 4, 9)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    # another batch size through the same signature
+    two = {k: v[:2] for k, v in inputs.items()}
+    np.testing.assert_allclose(saved_model.run_saved_model(str(out), two), want[:2], atol=1e-5, rtol=0)
+
+
+def test_cli_refuses_an_unknown_format(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"),
+                           f"--config={os.path.join(REPO, 'configs', 'default.py')}", f"--workdir={tmp_path}",
+                           f"--output={tmp_path / 'out'}", "--height=64", "--width=64", "--format=jax,onnx"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "--format: expected a comma-separated subset of jax, savedmodel, got jax,onnx" in proc.stderr
+    assert not (tmp_path / "out").exists()
