@@ -6,7 +6,6 @@ MXU/tensor-core path while the weights, the BatchNorm statistics and the optimis
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import jax
@@ -136,56 +135,10 @@ class Conv3d(nnx.Module):
         frames = jnp.concatenate(taps, axis=-1) if kt > 1 else taps[0]                 # [B, T', H, W, kt*in]
         frames = frames.reshape((-1, *frames.shape[2:]))                                # [B*T', H, W, kt*in]
         kernel = jnp.moveaxis(kernel, 0, 2).reshape((kh, kw, -1, kernel.shape[-1]))     # [kh, kw, kt*in, out]
-        if (sh, sw) == (1, 1) and frames.shape[-1] > 3:
-            out = conv2d_tap_kernel_grad(frames, kernel, (ph, pw), (dh, dw))
-        else:
-            out = jax.lax.conv_general_dilated(
-                frames, kernel, window_strides=(sh, sw), padding=[(ph, ph), (pw, pw)], rhs_dilation=(dh, dw),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        out = jax.lax.conv_general_dilated(
+            frames, kernel, window_strides=(sh, sw), padding=[(ph, ph), (pw, pw)], rhs_dilation=(dh, dw),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return out.reshape((batch, t_out, *out.shape[1:]))
-
-
-def _conv2d(x: jax.Array, kernel: jax.Array, padding: tuple[int, int], dilation: tuple[int, int]) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding=[(p, p) for p in padding],
-                                        rhs_dilation=dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv2d_tap_kernel_grad(x: jax.Array, kernel: jax.Array, padding: tuple[int, int],
-                           dilation: tuple[int, int]) -> jax.Array:
-    """Stride-1 NHWC x HWIO convolution whose kernel gradient is one matmul per kernel tap.
-
-    Why: XLA:CPU computes a convolution's kernel gradient as another convolution with the batch as its
-    contraction, after transposing both activations; in the R50 train step those were the most expensive
-    operations of the whole step (profile: docs/performance.md). Per tap (i, j), dK[i, j] = X_ij^T dY, with X_ij
-    the shifted window of the padded input: a plain matmul over all positions. Forward and input gradient stay
-    convolutions (stride 1: no dilated input).
-    """
-    return _conv2d(x, kernel, padding, dilation)
-
-
-def _tap_fwd(x, kernel, padding, dilation):
-    return _conv2d(x, kernel, padding, dilation), (x, kernel)
-
-
-def _tap_bwd(padding, dilation, residuals, grad):
-    x, kernel = residuals
-    _, input_vjp = jax.vjp(lambda v: _conv2d(v, kernel, padding, dilation), x)
-    (ph, pw), (dh, dw) = padding, dilation
-    xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    h_out, w_out = grad.shape[1:3]
-    flat_grad = grad.reshape((-1, grad.shape[-1]))
-    rows = []
-    for i in range(kernel.shape[0]):
-        cols = []
-        for j in range(kernel.shape[1]):
-            window = xp[:, i * dh: i * dh + h_out, j * dw: j * dw + w_out].reshape((-1, x.shape[-1]))
-            cols.append(jax.lax.dot_general(window, flat_grad, (((0,), (0,)), ((), ()))))   # [in, out]
-        rows.append(jnp.stack(cols))
-    return input_vjp(grad)[0], jnp.stack(rows).astype(kernel.dtype)
-
-
-conv2d_tap_kernel_grad.defvjp(_tap_fwd, _tap_bwd)
 
 
 class FrozenBatchNorm(nnx.Module):
