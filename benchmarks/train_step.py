@@ -12,20 +12,23 @@ program's own count (`cost_analysis`, per device); MFU = FLOPs / step time / pea
 `--peak_tflops` or, when omitted, the dense bf16 peak of known accelerators (DEFAULT_PEAK_TFLOPS; pass the f32
 peak yourself for an f32 run). On CPU no peak is assumed.
 
---compare_torch runs the `--cases`, JAX then PyTorch back to back for each, so their ratio holds even on a loaded
-machine: r50 = R50 ACAR (configs/ava_slowfast_r50_acar.py; train batch 2 x [32, 224, 224], 4 boxes; inference
-1 x [32, 256, 455], 5 boxes) and tiny = the default job's model (configs/default.py; batch 8 x [8, 64, 384],
+--compare_torch runs the `--cases`, JAX then PyTorch back to back for each (PyTorch in a child process of its
+own: see `torch_case`), so their ratio holds better on a loaded machine than two separate runs: r50 = R50 ACAR
+(configs/ava_slowfast_r50_acar.py; train batch 2 x [32, 224, 224], 4 boxes; inference 1 x [32, 256, 455],
+5 boxes) and tiny = the default job's model (configs/default.py; batch 8 x [8, 64, 384],
 8 boxes). The PyTorch side is tests/helpers/torch_slowfast.py + torch_heads.py (the reference's modules) with
 SGD (nesterov momentum, weight decay) and the same pose-softmax + sigmoid loss, on `--threads` intra-op threads
-(default: every CPU, as XLA:CPU uses).
+(default: every CPU, as XLA:CPU uses). The table's first line gives the load average at its end.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -219,18 +222,47 @@ def configure(path: str, dtype: str | None, conv3d: str | None):
     return config
 
 
-def compare_torch(args) -> None:
+def torch_case(args) -> None:
+    """The PyTorch side of one `--compare_torch` case, run in its own process: prints one JSON line of times.
+
+    Why a process of its own: loading torchvision (-> torch._dynamo -> triton's libtriton, which carries its own
+    LLVM) into a process where XLA:CPU has already compiled a large program crashes it with a segmentation fault
+    (measured: the R50 and the tiny train step, jaxlib 0.10.2 / torch 2.14); and two frameworks' thread pools in
+    one process compete for the same cores while the other one runs.
+    """
     import torch
+
+    from tests.helpers import torch_heads  # noqa: F401 (torchvision, before anything else runs)
     torch.set_num_threads(args.threads)
+    name, path, train_shape, infer_shape = next(case for case in COMPARE_CASES if case[0] == args.torch_case)
+    config = configure(str(path), args.dtype, args.conv3d)
+    result = {"train": torch_train(config, train_shape, args.steps),
+              "infer": torch_infer(config, infer_shape, args.steps),
+              "version": torch.__version__, "threads": torch.get_num_threads()}
+    print(json.dumps(result), flush=True)
+
+
+def run_torch_case(name: str, args) -> dict:
+    """`torch_case` in a child process (same interpreter, steps, threads and dtype); its parsed JSON line."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--torch_case", name, "--steps", str(args.steps),
+               "--threads", str(args.threads)] + (["--dtype", args.dtype] if args.dtype else [])
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"PyTorch side of case {name!r} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare_torch(args) -> None:
     cases = [case for case in COMPARE_CASES if case[0] in args.cases]
     peak = peak_tflops(args.peak_tflops)
-    lines, ratios = [], []
+    lines, ratios, torch_info = [], [], ""
     for name, path, train_shape, infer_shape in cases:
         config = configure(str(path), args.dtype, args.conv3d)
         jt, flops_t, _ = jax_train(config, train_shape, args.steps)
-        tt = torch_train(config, train_shape, args.steps)
         ji, flops_i = jax_infer(config, infer_shape, args.steps)
-        ti = torch_infer(config, infer_shape, args.steps)
+        theirs = run_torch_case(name, args)
+        tt, ti = theirs["train"], theirs["infer"]
+        torch_info = f"PyTorch {theirs['version']} on {theirs['threads']} threads"
         lines += [row(name, "train JAX", jt, flops_t, peak), row(name, "train PyTorch", tt, flops_t, peak),
                   row(name, "infer JAX", ji, flops_i, peak), row(name, "infer PyTorch", ti, flops_i, peak)]
         ratios.append(f"{name}: JAX / PyTorch min: train {min(jt) / min(tt):.2f}, inference "
@@ -238,12 +270,20 @@ def compare_torch(args) -> None:
         if args.verbose:
             print("\n".join(lines[-4:]), flush=True)
     print(f"{jax.device_count()} x {jax.devices()[0].device_kind} (conv3d "
-          f"{resolve_conv3d(args.conv3d or 'auto')}, dtype {args.dtype or 'float32'}), PyTorch "
-          f"{torch.__version__} on {torch.get_num_threads()} threads; {args.steps} timed calls each; FLOPs of the "
-          "JAX program (both sides)")
+          f"{resolve_conv3d(args.conv3d or 'auto')}, dtype {args.dtype or 'float32'}, XLA:CPU on "
+          f"{os.cpu_count()} threads), {torch_info} (own process); {args.steps} timed calls each; FLOPs of the "
+          f"JAX program (both sides); load average {load_average()}")
     print(HEADER)
     print("\n".join(lines))
     print("\n".join(ratios))
+
+
+def load_average() -> str:
+    """The 1-minute load average (Linux), or '-': timings on a shared machine mean little without it."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "-"
 
 
 def main() -> None:
@@ -264,6 +304,7 @@ def main() -> None:
     parser.add_argument("--cases", default="r50,tiny", help="--compare_torch cases, comma-separated: r50, tiny")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch intra-op threads")
     parser.add_argument("--verbose", action="store_true", help="print each case's rows as it finishes")
+    parser.add_argument("--torch_case", default=None, help=argparse.SUPPRESS)  # the child of --compare_torch
     args = parser.parse_args()
     args.steps = args.steps or (3 if args.compare_torch else 10)
     if args.steps < 1:
@@ -272,6 +313,9 @@ def main() -> None:
     unknown = sorted(set(args.cases) - {case[0] for case in COMPARE_CASES})
     if unknown or not args.cases:
         parser.error(f"--cases: unknown {unknown}; choose from r50, tiny")
+    if args.torch_case:
+        torch_case(args)
+        return
     if args.compare_torch:
         compare_torch(args)
         return

@@ -82,10 +82,12 @@ class Conv3d(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """x [B, T, H, W, in] -> [B, T', H', W', out] in `self.dtype`.
 
-        Computed with time folded into the batch: a 1x1 kernel is a sum of matmuls over its kt temporal taps,
-        any other is one 2-D convolution with the taps stacked on the input channels (only the fast stem has
-        both kt > 1 and a spatial extent, and it reads 3 channels). The same sums as the 3-D convolution, but
-        XLA:CPU runs them several times faster (measured on the tiny SlowFast: gradient 5.2 s -> 0.8 s).
+        Computed with time folded into the batch: a 1x1 kernel is a sum of matmuls over its kt temporal taps
+        (on every sh-th row and sw-th column), a strided spatial kernel reading more than 3 channels a sum of
+        matmuls over all its taps on strided slices, any other one 2-D convolution with the taps stacked on the
+        input channels (only the fast stem has both kt > 1 and a spatial extent, and it reads 3 channels). The
+        same sums as the 3-D convolution, but XLA:CPU runs them several times faster (measured on the tiny
+        SlowFast: gradient 5.2 s -> 0.8 s; strided layers: docs/performance.md).
         """
         kt, kh, kw = self.kernel_size
         st, sh, sw = self.stride
@@ -107,9 +109,29 @@ class Conv3d(nnx.Module):
             raise ValueError(f"Conv3d: {x.shape[1] - 2 * pt} frames (padding {pt}) are fewer than the temporal "
                              f"kernel {kt} (dilation {dt}) needs")
         taps = [x[:, i * dt: i * dt + st * (t_out - 1) + 1: st] for i in range(kt)]   # kt x [B, T', H, W, in]
-        if (kh, kw, sh, sw) == (1, 1, 1, 1):
+        if (kh, kw) == (1, 1):
+            # A 1x1 kernel reads only every sh-th row and sw-th column: slice, then matmul. Why not a strided
+            # 1x1 convolution: XLA:CPU runs its input gradient as an lhs-dilated convolution, ~15x slower than
+            # this slice + matmul (measured: R50's 320->512 downsample, forward + backward).
+            if (ph, pw) != (0, 0):
+                taps = [jnp.pad(tap, ((0, 0), (0, 0), (ph, ph), (pw, pw), (0, 0))) for tap in taps]
+            taps = [tap[:, :, ::sh, ::sw] for tap in taps]
             out = sum(tap.reshape((-1, tap.shape[-1])) @ kernel[i, 0, 0] for i, tap in enumerate(taps))
-            return out.reshape((batch, t_out, *x.shape[2:4], out.shape[-1]))
+            return out.reshape((*taps[0].shape[:-1], out.shape[-1]))
+        if (sh, sw) != (1, 1) and x.shape[-1] > 3:
+            # A strided spatial kernel (not a stem: those read 3 channels) as one matmul per kernel tap on strided
+            # slices, for the same reason as above (its input gradient would be an lhs-dilated convolution).
+            h_out = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+            w_out = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+            out = 0
+            for t, tap in enumerate(taps):
+                tap = jnp.pad(tap, ((0, 0), (0, 0), (ph, ph), (pw, pw), (0, 0)))
+                for i in range(kh):
+                    for j in range(kw):
+                        part = tap[:, :, i * dh: i * dh + sh * (h_out - 1) + 1: sh,
+                                   j * dw: j * dw + sw * (w_out - 1) + 1: sw]
+                        out = out + part.reshape((-1, part.shape[-1])) @ kernel[t, i, j]
+            return out.reshape((batch, t_out, h_out, w_out, kernel.shape[-1]))
         frames = jnp.concatenate(taps, axis=-1) if kt > 1 else taps[0]                 # [B, T', H, W, kt*in]
         frames = frames.reshape((-1, *frames.shape[2:]))                                # [B*T', H, W, kt*in]
         kernel = jnp.moveaxis(kernel, 0, 2).reshape((kh, kw, -1, kernel.shape[-1]))     # [kh, kw, kt*in, out]

@@ -26,13 +26,18 @@ def test_auto_resolves_by_backend_and_unknown_paths_are_named():
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3)),
                                     dict(kernel_size=(7, 1, 1), stride=(4, 1, 1), padding=(3, 0, 0)),
                                     dict(kernel_size=(1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2)),
-                                    dict(kernel_size=(3, 1, 1), padding=(1, 0, 0))])
+                                    dict(kernel_size=(3, 1, 1), padding=(1, 0, 0)),
+                                    dict(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+                                    dict(kernel_size=1, stride=(1, 2, 2)),
+                                    dict(kernel_size=(3, 1, 1), stride=(2, 2, 2), padding=(1, 1, 1))])
 def test_single_conv_paths_agree_with_gradients(kwargs):
-    """Every kind of Conv3d the SlowFast has (fast stem, lateral fusion, dilated 1x3x3, temporal head conv)."""
-    x = jnp.asarray(np.random.RandomState(0).randn(2, 8, 12, 10, 3).astype(np.float32))
+    """Every kind of Conv3d the SlowFast has (fast stem, lateral fusion, dilated 1x3x3, temporal head conv, strided
+    1x3x3, strided 1x1 downsample), and a padded strided 1x1 spatial kernel."""
+    channels = 3 if kwargs["kernel_size"] == (5, 7, 7) else 5   # > 3: the non-stem forms of the folded path
+    x = jnp.asarray(np.random.RandomState(0).randn(2, 8, 12, 10, channels).astype(np.float32))
     results = []
     for path in ("native", "folded"):
-        conv = Conv3d(3, 4, path=path, rngs=nnx.Rngs(0), **kwargs)
+        conv = Conv3d(channels, 4, path=path, rngs=nnx.Rngs(0), **kwargs)
         graphdef, params = nnx.split(conv)
 
         def loss(p, x, graphdef=graphdef):
