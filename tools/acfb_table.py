@@ -9,14 +9,13 @@ row per bank head of its per-seed difference to the same seed's ACAR run.
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import os
 
 import numpy as np
-from absl import app, flags
 
-_ROOT = flags.DEFINE_string("workdir_root", None, "the sweep's workdir root (one chain run per seed under it)")
 STAGE_ORDER = ("acar", "acfb", "default_lfb")
 
 
@@ -60,14 +59,17 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv) -> None:
-    if len(argv) > 1 or not _ROOT.value:
-        raise app.UsageError("usage: python tools/acfb_table.py --workdir_root=DIR")
-    results = collect(_ROOT.value)
+def main() -> None:
+    """argparse, not absl flags: tools/sweep.py defines --workdir_root too, and both modules import in one test
+    process."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir_root", required=True, help="the sweep's workdir root (one chain run per seed)")
+    root = parser.parse_args().workdir_root
+    results = collect(root)
     if not results:
-        raise SystemExit(f"no finished chain stages under {_ROOT.value}/*/chain/")
+        raise SystemExit(f"no finished chain stages under {root}/*/chain/")
     print(table(with_differences(results)))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -118,7 +118,7 @@ def test_jpeg_decode_is_pils(tmp_path):
     Image.fromarray(img).resize((90, 68), Image.BILINEAR).save(path, quality=85)
     loader = clips._ClipLoader(_tiny_data_config(), 3, train=False)
     got = loader._decode({"paths": tf.constant([path]), "video_path": tf.constant(""),
-                          "frame_idx": tf.constant([0], tf.int64)}).numpy()[0]
+                          "shard_set": tf.constant(""), "frame_idx": tf.constant([0], tf.int64)}).numpy()[0]
     with Image.open(path) as pil:
         np.testing.assert_array_equal(got, np.asarray(pil.convert("RGB")))
 
