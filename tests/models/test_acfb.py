@@ -220,7 +220,8 @@ def test_detector_with_acfb_head_reads_a_bank_and_asks_for_one():
     a = np.asarray(run(model, bank, jnp.asarray([[True, True, False]])))
     b = np.asarray(run(model, bank * 3, jnp.asarray([[True, True, False]])))
     assert a.shape == (1, 2, config.model.num_classes) and np.isfinite(a).all() and not np.allclose(a, b)
-    with pytest.raises(ValueError, match=r"'acfb' needs each clip's bank window .*--mode=extract_bank"):
+    with pytest.raises(ValueError,
+                       match=r"model.head.type: a ACFBHead needs each clip's bank window .*--mode=extract_bank"):
         model(clips, boxes, box_mask, valid_hw)
     with pytest.raises(ValueError, match=r"model.head.downsample: the ACFB head has no downsampling"):
         config.model.head.downsample = "max2x2"
