@@ -17,7 +17,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,17 +30,7 @@ from flax import nnx  # noqa: E402
 from acar_jax.models.detector import create_model  # noqa: E402
 from acar_jax.models.layers import resolve_conv3d  # noqa: E402
 from acar_jax.training import optim  # noqa: E402
-from benchmarks.train_step import Shape, compiled_flops, configure, jax_train, random_batch  # noqa: E402
-
-
-def timed(call, steps: int) -> list[float]:
-    jax.block_until_ready(call())
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        jax.block_until_ready(call())
-        times.append(time.perf_counter() - start)
-    return times
+from benchmarks.train_step import Shape, compiled_flops, configure, jax_train, random_batch, timed  # noqa: E402
 
 
 def compile_and_time(fn, args, steps: int) -> tuple[list[float], float]:
