@@ -13,15 +13,22 @@ import argparse
 import glob
 import json
 import os
+import pathlib
+import sys
 
-import numpy as np
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make `tools` importable
+    sys.path.insert(0, str(ROOT))
+
+from tools import seed_table  # noqa: E402
 
 STAGE_ORDER = ("acar", "acfb", "default_lfb")
 
 
-def collect(root: str) -> dict[str, dict[str, dict[str, float]]]:
-    """stage -> metric ("mAP", "mAP_<group>") -> run directory -> value, over the runs that finished that stage."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
+def collect(root: str) -> seed_table.Results:
+    """stage -> metric ("mAP", "mAP_<group>") -> run directory -> value in percent (the markers hold fractions),
+    over the runs that finished that stage."""
+    out: seed_table.Results = {}
     for path in sorted(glob.glob(os.path.join(root, "*", "chain", "*.json"))):
         stage = os.path.splitext(os.path.basename(path))[0]
         run = os.path.basename(os.path.dirname(os.path.dirname(path)))
@@ -29,34 +36,17 @@ def collect(root: str) -> dict[str, dict[str, dict[str, float]]]:
             metrics = json.load(f)
         for key, value in metrics.items():
             if key.startswith("eval/mAP"):
-                out.setdefault(stage, {}).setdefault(key[len("eval/"):], {})[run] = float(value)
+                out.setdefault(stage, {}).setdefault(key[len("eval/"):], {})[run] = 100 * float(value)
     return out
 
 
-def with_differences(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
+def with_differences(results: seed_table.Results) -> seed_table.Results:
     """Adds "<stage> - acar" rows: per run (seed), the stage's figure minus the same run's ACAR figure."""
-    out = dict(results)
-    base = results.get("acar", {})
-    for stage in [s for s in results if s != "acar"]:
-        out[f"{stage} - acar"] = {
-            metric: {run: v - base[metric][run] for run, v in values.items() if run in base.get(metric, {})}
-            for metric, values in results[stage].items()}
-    return out
+    return seed_table.with_differences(results, "acar") if "acar" in results else dict(results)
 
 
-def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    stages = [s for s in STAGE_ORDER if s in results] + sorted(set(results) - set(STAGE_ORDER))
-    columns = sorted({m for s in stages for m in results[s]}, key=lambda m: (m != "mAP", m))
-    lines = ["| stage | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
-    for stage in stages:
-        cells = []
-        for metric in columns:
-            values = np.asarray(list(results[stage].get(metric, {}).values()))
-            cells.append("-" if not values.size else
-                         f"{values.mean():.2f} ± {(values.max() - values.min()) / 2:.2f} "
-                         f"[{values.min():.2f}, {values.max():.2f}] (n={values.size})")
-        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def table(results: seed_table.Results) -> str:
+    return seed_table.table(results, STAGE_ORDER)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from tools import acfb_table
 
 
 def test_table_of_two_seeds_with_paired_differences(tmp_path):
-    for run, acar, acfb in (("000_seed=0", 40.0, 70.0), ("001_seed=1", 42.0, 66.0)):
+    for run, acar, acfb in (("000_seed=0", 0.40, 0.70), ("001_seed=1", 0.42, 0.66)):
         (tmp_path / run / "chain").mkdir(parents=True)
         for stage, value in (("acar", acar), ("acfb", acfb)):
             (tmp_path / run / "chain" / f"{stage}.json").write_text(
