@@ -11,13 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
 from flax import nnx
 
 from acar_jax.models.acfb import ACFBHead, BankRelation, first_order_maps, flip_maps
 from acar_jax.models.heads import HR2O, _spatial_mask
-from acar_jax.training import losses
-from tests.helpers import torch_acfb
+from tests.helpers import bank_head_parity, torch_acfb
 from tests.helpers import torch_heads as oracle
 from tests.models.test_heads import CF, CS, PADDED_HW, POSE, VALID_HW, K, head_pair, make_batch, to_torch
 
@@ -70,26 +68,9 @@ def test_acfb_logits_and_grads_equal_per_keyframe_oracle(kw):
     bank, bank_mask, banks = make_bank()
     want = torch_acfb.run_acfb_oracle(torch_head, to_torch(slow), to_torch(fast), boxes, mask, VALID_HW,
                                       PADDED_HW, banks)
-    real = torch.from_numpy(mask.reshape(-1))
-    probs = torch.cat([torch.softmax(want.view(-1, K)[real][:, :POSE], 1),
-                       torch.sigmoid(want.view(-1, K)[real][:, POSE:])], 1)
-    loss = F.binary_cross_entropy(probs, torch.from_numpy(labels.reshape(-1, K))[real])
-    torch_head.zero_grad()
-    loss.backward()
-
     args = tuple(jnp.asarray(a) for a in (slow, fast, boxes, mask, VALID_HW, bank, bank_mask))
-    got = np.asarray(acfb_forward(flax_head, *args))
-    err = np.abs(got - want.detach().numpy()).max()
-
-    def loss_fn(h):
-        logits = h(*args[:5], PADDED_HW, *args[5:])
-        per_roi = losses.roi_losses(logits, jnp.asarray(labels), args[3], pose_softmax=True, num_pose_classes=POSE)
-        return jnp.sum(per_roi) / jnp.maximum(jnp.sum(args[3]), 1.0)
-
-    grads = dict(nnx.to_flat_state(nnx.jit(nnx.grad(loss_fn))(flax_head)))
-    grad_err = max(np.abs(oracle.flax_grads_to_torch_layout(
-        {p: v.get_value() for p, v in grads.items()}, name) - p.grad.numpy()).max()
-        for name, p in torch_head.named_parameters())
+    got, err, grad_err = bank_head_parity.logit_and_grad_errors(torch_head, flax_head, acfb_forward, want, args, labels,
+                                                                PADDED_HW, POSE)
     print(f"ACFB {kw}: max |logit| {np.abs(got).max():.3g}, max abs err {err:.2e}, grad err {grad_err:.2e}")
     assert got.shape == (3, 4, K) and np.all(got[~mask] == 0.0)
     assert err < 1e-5 and grad_err < 1e-4

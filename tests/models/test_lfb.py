@@ -12,14 +12,12 @@ import ml_collections
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
 from flax import nnx
 
 from acar_jax.models.heads import ACARHead, build_head
 from acar_jax.models.lfb import LFBHead, actor_features
-from acar_jax.training import losses
+from tests.helpers import bank_head_parity, torch_lfb
 from tests.helpers import torch_heads as oracle
-from tests.helpers import torch_lfb
 from tests.models.test_heads import CF, CS, PADDED_HW, POSE, VALID_HW, K, make_batch, to_torch
 
 R, D = 32, 16                 # reduce_dim (bank entry width), hidden_dim
@@ -72,26 +70,9 @@ def test_lfb_logits_and_grads_equal_per_keyframe_oracle_and_each_keyframe_alone(
     bank, bank_mask, banks = make_bank()
     want = torch_lfb.run_lfb_oracle(torch_head, to_torch(slow), to_torch(fast), boxes, mask, VALID_HW, PADDED_HW,
                                     banks)
-    real = torch.from_numpy(mask.reshape(-1))
-    probs = torch.cat([torch.softmax(want.view(-1, K)[real][:, :POSE], 1),
-                       torch.sigmoid(want.view(-1, K)[real][:, POSE:])], 1)
-    loss = F.binary_cross_entropy(probs, torch.from_numpy(labels.reshape(-1, K))[real])
-    torch_head.zero_grad()
-    loss.backward()
-
     args = tuple(jnp.asarray(a) for a in (slow, fast, boxes, mask, VALID_HW, bank, bank_mask))
-    got = np.asarray(lfb_forward(flax_head, *args))
-    err = np.abs(got - want.detach().numpy()).max()
-
-    def loss_fn(h):
-        logits = h(*args[:5], PADDED_HW, *args[5:])
-        per_roi = losses.roi_losses(logits, jnp.asarray(labels), args[3], pose_softmax=True, num_pose_classes=POSE)
-        return jnp.sum(per_roi) / jnp.maximum(jnp.sum(args[3]), 1.0)
-
-    grads = dict(nnx.to_flat_state(nnx.jit(nnx.grad(loss_fn))(flax_head)))
-    grad_err = max(np.abs(oracle.flax_grads_to_torch_layout(
-        {p: v.get_value() for p, v in grads.items()}, name) - p.grad.numpy()).max()
-        for name, p in torch_head.named_parameters())
+    got, err, grad_err = bank_head_parity.logit_and_grad_errors(torch_head, flax_head, lfb_forward, want, args, labels,
+                                                                PADDED_HW, POSE)
     print(f"LFB: max |logit| {np.abs(got).max():.3g}, max abs err {err:.2e}, grad err {grad_err:.2e}")
     assert got.shape == (3, 4, K) and np.all(got[~mask] == 0.0)
     assert err < 1e-5 and grad_err < 1e-4
