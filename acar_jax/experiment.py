@@ -523,7 +523,7 @@ def open_bank_inputs(config: ml_collections.ConfigDict, workdir: str, splits: Se
             windows = BankWindows(reader, radius=int(config.bank.window_radius),
                                   whole_video=bool(config.bank.whole_video),
                                   max_entries=int(config.bank.max_entries),
-                                  cache_videos=int(config.bank.cache_videos))
+                                  cache_mb=float(config.bank.cache_mb))
             records = ava_files.load_keyframe_records(config.data, split)
             windows.check_covers(r.video_id for r in records)
             boxes = str(config.bank.get(f"{split}_boxes"))

@@ -2,12 +2,14 @@
 
     python benchmarks/bank_io.py [--grid 14 27] [--dim 512] [--dtype float16] [--entries 400]
                                  [--ava_train_csv ava_train_v2.2.csv] [--keyframes 210634] [--actors 2.8]
+                                 [--window_radius 10]
 
 Writes `--entries` random entries of an R50 ACFB bank (first-order maps of a 256 x 455 frame: 14 x 27 x 512)
-as a bank video file, reads them back through tf.data (TFRecord parse + map decode to numpy), and prints a
-table. The projection multiplies the measured bytes per entry by the AVA train box count: counted from
-`--ava_train_csv` (distinct video, second, box) when given, else `--keyframes x --actors` (assumed figures:
-say so when you quote them). Read throughput depends on the disk and on the machine's load.
+as a bank video file, reads them back through tf.data (TFRecord parse + map decode to numpy) and as +-radius s
+windows through the record index (what training does: `--window_radius`), and prints a table. The projection
+multiplies the measured bytes per entry by the AVA train box count: counted from `--ava_train_csv` (distinct
+video, second, box) when given, else `--keyframes x --actors` (assumed figures: say so when you quote them).
+Read throughput depends on the disk and on the machine's load.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def main() -> None:
     parser.add_argument("--ava_train_csv", default="")
     parser.add_argument("--keyframes", type=int, default=210634)
     parser.add_argument("--actors", type=float, default=2.8)
+    parser.add_argument("--window_radius", type=int, default=10, help="seconds each side of a window read")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -62,6 +65,16 @@ def main() -> None:
         got = reader.read_video("bench")
         read_s = time.perf_counter() - t0
         assert sum(e.maps.shape[0] for e in got.values()) == n
+        # Windows through the record index: +-radius s around each of a few keyframes, a fresh reader each
+        # (no cache), as shuffled training reads them.
+        radius = args.window_radius
+        centres = list(got)[radius::max(1, 2 * radius + 1)][:4] or list(got)[:1]
+        t0 = time.perf_counter()
+        window_entries = 0
+        for centre in centres:
+            part = bank_files.BankReader(root).read_seconds("bench", range(centre - radius, centre + radius + 1))
+            window_entries += sum(e.maps.shape[0] for e in part.values())
+        window_s = time.perf_counter() - t0
     boxes = count_boxes(args.ava_train_csv) if args.ava_train_csv else int(args.keyframes * args.actors)
     source = args.ava_train_csv or f"assumed {args.keyframes} keyframes x {args.actors} actors"
     per_entry = size / n
@@ -71,7 +84,9 @@ def main() -> None:
             ("AVA train boxes", f"{boxes:,} ({source})"),
             ("projected AVA train bank", f"{per_entry * boxes / 1e9:,.1f} GB"),
             ("write", f"{n / write_s:,.0f} entries/s ({size / write_s / 1e6:,.0f} MB/s)"),
-            ("read (tf.data parse + decode)", f"{n / read_s:,.0f} entries/s ({size / read_s / 1e6:,.0f} MB/s)")]
+            ("read (tf.data parse + decode)", f"{n / read_s:,.0f} entries/s ({size / read_s / 1e6:,.0f} MB/s)"),
+            (f"window read (index, +-{radius} s)", f"{len(centres) / window_s:,.1f} windows/s of "
+             f"{window_entries / len(centres):,.0f} entries ({window_entries * per_entry / window_s / 1e6:,.0f} MB/s)")]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")

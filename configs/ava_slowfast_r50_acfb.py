@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
     bank.window_radius = 10           # paper: about 20 s for AVA (+-10 s around the keyframe)
     bank.whole_video = False
     bank.max_entries = 256            # 21 keyframes x up to ~12 actors; a fuller window is an error naming it
-    bank.cache_videos = 8             # a video's R50 maps: ~0.4 MB per actor-second
+    bank.cache_mb = 2048.0            # R50 maps: ~0.4 MB per actor-second, ~25 MB per +-10 s window
 
     config.checkpoint.init_from = "runs/ava_slowfast_r50_acar"   # start from the trained ACAR run
     config.checkpoint.init_scope = "shared"

@@ -18,5 +18,4 @@ def get_config() -> ml_collections.ConfigDict:
     config = ava_slowfast_r50_acfb.get_config()
     config.model.head.type = "lfb"
     config.bank.content = "actors"
-    config.bank.cache_videos = 64     # a video's actor features: ~4 KB per actor-second in float16
     return config

@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
     bank.window_radius = 10           # paper: ~20 s for AVA, the whole video (<= 10 s) for Kinetics
     bank.whole_video = False
     bank.max_entries = 256
-    bank.cache_videos = 8
+    bank.cache_mb = 2048.0
 
     config.checkpoint.init_from = "runs/avakinetics_slowfast_r101_acar"
     config.checkpoint.init_scope = "shared"

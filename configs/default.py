@@ -124,7 +124,7 @@ def get_bank_config() -> ml_collections.ConfigDict:
     bank.window_radius = 10           # window: bank entries within +-radius s of the keyframe (AVA: ~20 s)
     bank.whole_video = False          # window: every entry of the video (Kinetics clips, <= 10 s)
     bank.max_entries = 64             # window slots M (keyframes x actors); a fuller window is an error
-    bank.cache_videos = 256           # videos whose bank entries stay in memory while batches are made
+    bank.cache_mb = 1024.0            # bank seconds recently read stay in memory (LRU) up to this many MB
     bank.chain = False                # run.py's train_and_eval runs the chain: train the ACAR source, extract
     #                                   its bank(s), train this head, evaluate (acar_jax/acfb_chain.py)
     bank.chain_variants = ()          # chain: more bank-head config files trained on the same source run

@@ -32,7 +32,6 @@ def get_config() -> ml_collections.ConfigDict:
     bank.window_radius = config.synthetic.longterm_radius   # the labels' window is the bank's window
     bank.whole_video = False
     bank.max_entries = (2 * config.synthetic.longterm_radius + 1) * 2   # keyframes x 2 actors per scene
-    bank.cache_videos = config.synthetic.num_train_videos + config.synthetic.num_val_videos   # all in memory
     bank.dtype = "float16"
     bank.batch_size = 8               # clips per extraction batch (a video's 16 keyframes in 2 batches)
 

@@ -7,6 +7,10 @@ window with more entries is an error naming the keyframe and `bank.max_entries`,
 top-left on the batch's first-order grid (zeros around it) and, for a horizontally flipped clip, mirrored
 within its crop, as the clip was.
 
+Reading: only the window's seconds are read from the video's file (through its record index), and the entries
+of recently read seconds stay in an LRU cache of `cache_mb` megabytes, so consecutive keyframes of one video
+(evaluation order) read each second once. A bank written without an index is read a whole video at a time.
+
 `check_covers(video_ids)` and `check_windows(keyframes, counts)` are the consumer's start-up checks: every video
 the run will read is in the bank with its file, and every window it will read is non-empty and fits
 `max_entries` (else an error naming the manifest, the file or the keyframe and the key), so a bad bank stops
@@ -28,15 +32,18 @@ class BankWindows:
     """Windows of one bank (one split at one scale)."""
 
     def __init__(self, reader: BankReader, *, radius: int, whole_video: bool, max_entries: int,
-                 cache_videos: int = 8):
+                 cache_mb: float = 1024.0):
         if max_entries < 1:
             raise ValueError(f"bank.max_entries: expected >= 1, got {max_entries}")
+        if cache_mb < 0:
+            raise ValueError(f"bank.cache_mb: expected >= 0, got {cache_mb}")
         self.reader = reader
         self.radius = int(radius)
         self.whole_video = bool(whole_video)
         self.max_entries = int(max_entries)
-        self._cache: collections.OrderedDict[str, dict[int, Entry]] = collections.OrderedDict()
-        self._cache_videos = int(cache_videos)
+        self._cache: collections.OrderedDict[tuple[str, int], Entry] = collections.OrderedDict()
+        self._cache_bytes, self._cache_limit = 0, int(cache_mb * 2**20)
+        self._seconds: dict[str, list[int]] = {}
 
     def check_covers(self, video_ids: Iterable[str]) -> None:
         """Raises BankError naming the manifest (a video not in the bank) or the file (listed, not on disk)."""
@@ -70,21 +77,46 @@ class BankWindows:
             raise BankError(f"{self.reader.root}: the window of keyframe {where} holds {largest} entries, more than "
                             f"bank.max_entries = {self.max_entries}; set it to at least {largest}")
 
-    def _video(self, video_id: str) -> dict[int, Entry]:
-        if video_id in self._cache:
-            self._cache.move_to_end(video_id)
-        else:
-            self._cache[video_id] = self.reader.read_video(video_id)
-            if len(self._cache) > self._cache_videos:
-                self._cache.popitem(last=False)
-        return self._cache[video_id]
+    def seconds(self, video_id: str) -> list[int]:
+        """The video's keyframe seconds in the bank, sorted."""
+        if video_id not in self._seconds:
+            index = self.reader.index(video_id)
+            if index is None:
+                self._remember(video_id, self.reader.read_video(video_id))
+            else:
+                self._seconds[video_id] = sorted({t for t, _, _, _ in index})
+        return self._seconds[video_id]
+
+    def _remember(self, video_id: str, entries: dict[int, Entry]) -> None:
+        """Puts entries at the fresh end of the cache, then evicts the stalest beyond the budget."""
+        self._seconds.setdefault(video_id, sorted(entries))
+        for t, entry in entries.items():
+            key = (video_id, t)
+            if key in self._cache:
+                self._cache_bytes -= self._cache.pop(key).maps.nbytes
+            self._cache[key] = entry
+            self._cache_bytes += entry.maps.nbytes
+        while self._cache_bytes > self._cache_limit and self._cache:
+            self._cache_bytes -= self._cache.popitem(last=False)[1].maps.nbytes
+
+    def _window(self, video_id: str, timestamp: int) -> list[Entry]:
+        times = [t for t in self.seconds(video_id) if self.whole_video or abs(t - int(timestamp)) <= self.radius]
+        found = {}
+        for t in times:
+            if (video_id, t) in self._cache:
+                self._cache.move_to_end((video_id, t))
+                found[t] = self._cache[(video_id, t)]
+        missing = [t for t in times if t not in found]
+        if missing:
+            read = (self.reader.read_seconds(video_id, missing) if self.reader.index(video_id) is not None
+                    else self.reader.read_video(video_id))     # no index: the whole file, cached as far as it fits
+            found.update({t: read[t] for t in missing})
+            self._remember(video_id, read)
+        return [found[t] for t in times]
 
     def entries(self, video_id: str, timestamp: int) -> list[np.ndarray]:
         """The window's maps, one [h, w, D] array per (keyframe, actor), in time then actor order."""
-        video = self._video(video_id)
-        keys = sorted(video) if self.whole_video else [t for t in sorted(video)
-                                                        if abs(t - int(timestamp)) <= self.radius]
-        maps = [m for t in keys for m in video[t].maps]
+        maps = [m for entry in self._window(video_id, timestamp) for m in entry.maps]
         if not maps:
             raise BankError(f"{self.reader.root}: the window of keyframe ({video_id!r}, {timestamp}) has no "
                             f"entries (bank.window_radius = {self.radius} s): the bank lacks this part of the "

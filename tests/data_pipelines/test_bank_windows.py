@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -71,3 +73,61 @@ def test_start_up_check_finds_empty_and_overfull_windows_before_any_batch(tmp_pa
     with pytest.raises(BankError, match=r"keyframe \('vid', 902\) holds 4 entries, more than bank.max_entries = 3; "
                                         r"set it to at least 4"):
         BankWindows(reader, radius=1, whole_video=False, max_entries=3).check_windows([("vid", 902)], counts)
+
+
+class CountingReader:
+    """A BankReader that counts which seconds were read from disk."""
+
+    def __init__(self, reader: BankReader):
+        self.inner, self.read = reader, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def read_seconds(self, video_id, seconds):
+        seconds = sorted(seconds)
+        self.read.append(seconds)
+        return self.inner.read_seconds(video_id, seconds)
+
+
+def test_indexed_windows_read_only_their_seconds_and_equal_whole_file_reads(tmp_path):
+    """Through the record index a window reads only the seconds it lacks; the values equal a whole-file read
+    bitwise, and a bank without an index (written before it existed) gives the same batches."""
+    reader, _ = make_reader(str(tmp_path))
+    whole = reader.read_video("vid")
+    part = reader.read_seconds("vid", [902, 920])
+    assert sorted(part) == [902, 920]
+    for t in part:
+        assert part[t].maps.tobytes() == whole[t].maps.tobytes()
+        np.testing.assert_array_equal(part[t].boxes, whole[t].boxes)
+    counting = CountingReader(reader)
+    windows = BankWindows(counting, radius=1, whole_video=False, max_entries=5)
+    first, _ = windows.batch(["vid"], [901], [True], [False], GRID)       # reads 901, 902
+    second, _ = windows.batch(["vid"], [902], [True], [False], GRID)      # 901, 902 cached: reads 903 only
+    assert counting.read == [[901, 902], [903]]
+    os.remove(bank_files.index_path(str(tmp_path), "vid"))
+    old = BankWindows(BankReader(str(tmp_path)), radius=1, whole_video=False, max_entries=5)
+    np.testing.assert_array_equal(old.batch(["vid"], [901], [True], [False], GRID)[0], first)
+    np.testing.assert_array_equal(old.batch(["vid"], [902], [True], [False], GRID)[0], second)
+
+
+def test_cache_stays_within_its_budget_and_a_wrong_index_is_named(tmp_path):
+    reader, entries = make_reader(str(tmp_path))
+    one_second = entries[902].maps.nbytes                                   # 2 actors x 3 x 5 x 2 float32
+    counting = CountingReader(reader)
+    windows = BankWindows(counting, radius=0, whole_video=False, max_entries=5, cache_mb=one_second / 2**20)
+    for t in (902, 901, 902):
+        windows.batch(["vid"], [t], [True], [False], GRID)
+    assert counting.read == [[902], [901], [902]]                           # 901 evicted 902
+    assert windows._cache_bytes <= one_second
+    path = bank_files.index_path(str(tmp_path), "vid")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("[903,0,", "[903,0,1"))                   # a wrong offset
+    with pytest.raises(BankError, match=r"vid.tfrecord: no record of \d+ bytes at offset 1\d+ as .*vid.index.json"):
+        BankReader(str(tmp_path)).read_seconds("vid", [903])
+    with open(path, "w") as f:
+        f.write("{}")
+    with pytest.raises(BankError, match=r"vid.index.json: not a bank index of video 'vid'"):
+        BankReader(str(tmp_path)).read_seconds("vid", [903])
