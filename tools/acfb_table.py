@@ -3,8 +3,9 @@
   python tools/acfb_table.py --workdir_root=runs/sweep_acfb
 
 Reads every `<workdir_root>/*/chain/<stage>.json` that a finished stage wrote (acar_jax/acfb_chain.py) and prints
-a Markdown table: one row per stage, one column per group ("mean ± half-range [min, max] (n seeds)"), and one
-row per bank head of its per-seed difference to the same seed's ACAR run.
+a Markdown table: one row per stage, one column per group ("mean ± half-range [min, max] (n seeds)") plus
+"mAP_long_term" (the mean of the two long-term groups), and one row per bank head of its per-seed difference to
+the same seed's ACAR run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `tools` importable
 from tools import seed_table  # noqa: E402
 
 STAGE_ORDER = ("acar", "acfb", "default_lfb")
+LONG_TERM_GROUPS = ("long_actor", "long_context")   # one class each: their mean is the long-term classes' mAP
 
 
 def collect(root: str) -> seed_table.Results:
@@ -37,6 +39,9 @@ def collect(root: str) -> seed_table.Results:
         for key, value in metrics.items():
             if key.startswith("eval/mAP"):
                 out.setdefault(stage, {}).setdefault(key[len("eval/"):], {})[run] = 100 * float(value)
+        if all(f"eval/mAP_{g}" in metrics for g in LONG_TERM_GROUPS):        # the issue's figure: both classes
+            out[stage].setdefault("mAP_long_term", {})[run] = 100 * sum(
+                float(metrics[f"eval/mAP_{g}"]) for g in LONG_TERM_GROUPS) / len(LONG_TERM_GROUPS)
     return out
 
 
