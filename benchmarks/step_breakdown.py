@@ -10,7 +10,7 @@ backbone features, the optimizer update alone, and the whole jitted train step. 
 the step (the step fuses across their borders), but they say which part to work on. `--torch` adds the same
 parts of the PyTorch oracle model (tests/helpers) on `--threads` threads for the backbone rows.
 
-    python benchmarks/step_breakdown.py --layers [--steps 3] [--threads N]
+    python benchmarks/step_breakdown.py --layers [res2,res5,slow_stem,fast_stem] [--steps 3] [--threads N]
 
 `--layers` instead times single R50 convolutions (LAYERS: forward + backward, min of `--steps` calls; the stems
 without an input gradient, as in the train step): the library's folded `Conv3d` with XLA's kernel gradient
@@ -50,12 +50,13 @@ from benchmarks.train_step import (  # noqa: E402
     timed,
 )
 
-# R50 ACAR convolutions for --layers: (name, in, out, kernel, stride, padding, dilation, input [B, T, H, W]).
+# R50 ACAR convolutions for --layers: (name, in, out, kernel, stride, padding, dilation, input [B, T, H, W]):
+# slow res2 conv2, slow res5 conv2 (dilation 2), slow stem, fast stem.
 LAYERS = (
-    ("slow res2 conv2", 64, 64, (1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), (2, 8, 56, 56)),
-    ("slow res5 conv2 (dil 2)", 512, 512, (1, 3, 3), (1, 1, 1), (0, 2, 2), (1, 2, 2), (2, 8, 14, 14)),
-    ("slow stem", 3, 64, (1, 7, 7), (1, 2, 2), (0, 3, 3), (1, 1, 1), (2, 8, 224, 224)),
-    ("fast stem", 3, 8, (5, 7, 7), (1, 2, 2), (2, 3, 3), (1, 1, 1), (2, 32, 224, 224)),
+    ("res2", 64, 64, (1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), (2, 8, 56, 56)),
+    ("res5", 512, 512, (1, 3, 3), (1, 1, 1), (0, 2, 2), (1, 2, 2), (2, 8, 14, 14)),
+    ("slow_stem", 3, 64, (1, 7, 7), (1, 2, 2), (0, 3, 3), (1, 1, 1), (2, 8, 224, 224)),
+    ("fast_stem", 3, 8, (5, 7, 7), (1, 2, 2), (2, 3, 3), (1, 1, 1), (2, 32, 224, 224)),
 )
 
 
@@ -164,12 +165,12 @@ def jax_layer_time(layer: tuple, kernel_grad: str, steps: int) -> float:
     return min(timed(lambda: grad(params, x, cot), steps))
 
 
-def torch_layer_times(steps: int, threads: int) -> list[float]:
-    """Min seconds of `torch.nn.Conv3d` forward + backward for each of LAYERS (same inputs as the JAX rows)."""
+def torch_layer_times(layers: list[tuple], steps: int, threads: int) -> list[float]:
+    """Min seconds of `torch.nn.Conv3d` forward + backward for each layer (same inputs as the JAX rows)."""
     import torch
     torch.set_num_threads(threads)
     times = []
-    for layer in LAYERS:
+    for layer in layers:
         _, cin, cout, kernel, stride, padding, dilation, _ = layer
         conv = torch.nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation, bias=False)
         x, cot = (torch.from_numpy(a).permute(0, 4, 1, 2, 3).contiguous() for a in layer_inputs(layer))
@@ -184,12 +185,13 @@ def torch_layer_times(steps: int, threads: int) -> list[float]:
     return times
 
 
-def layers_table(steps: int, threads: int) -> None:
+def layers_table(names: list[str], steps: int, threads: int) -> None:
     """JAX (XLA's kernel gradient, per-tap kernel gradient) then PyTorch per layer; ratios to PyTorch."""
     load_before = load_average()
-    rows = [(layer, jax_layer_time(layer, "xla", steps), jax_layer_time(layer, "taps", steps)) for layer in LAYERS]
-    command = [sys.executable, str(Path(__file__).resolve()), "--torch_layers", "--steps", str(steps),
-               "--threads", str(threads)]
+    layers = [layer for layer in LAYERS if layer[0] in names]
+    rows = [(layer, jax_layer_time(layer, "xla", steps), jax_layer_time(layer, "taps", steps)) for layer in layers]
+    command = [sys.executable, str(Path(__file__).resolve()), "--torch_layers", ",".join(names), "--steps",
+               str(steps), "--threads", str(threads)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"PyTorch side of --layers failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -218,16 +220,22 @@ def main() -> None:
     parser.add_argument("--conv3d", default=None, choices=("auto", "native", "folded"))
     parser.add_argument("--torch", action="store_true", help="also time the PyTorch oracle's backbone")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch intra-op threads")
-    parser.add_argument("--layers", action="store_true", help="time single R50 convolutions instead (LAYERS)")
-    parser.add_argument("--torch_layers", action="store_true", help=argparse.SUPPRESS)  # the child of --layers
+    parser.add_argument("--layers", nargs="?", const=",".join(layer[0] for layer in LAYERS), default=None,
+                        help="time single R50 convolutions instead: comma-separated LAYERS names (default all)")
+    parser.add_argument("--torch_layers", default=None, help=argparse.SUPPRESS)  # the child of --layers
     args = parser.parse_args()
     if args.torch_layers:
         import torch
-        print(json.dumps({"times": torch_layer_times(args.steps, args.threads), "version": torch.__version__,
-                          "threads": torch.get_num_threads()}), flush=True)
+        layers = [layer for layer in LAYERS if layer[0] in args.torch_layers.split(",")]
+        print(json.dumps({"times": torch_layer_times(layers, args.steps, args.threads),
+                          "version": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
         return
     if args.layers:
-        layers_table(args.steps, args.threads)
+        names = [name for name in args.layers.split(",") if name]
+        unknown = sorted(set(names) - {layer[0] for layer in LAYERS})
+        if unknown or not names:
+            parser.error(f"--layers: unknown {unknown}; choose from {[layer[0] for layer in LAYERS]}")
+        layers_table(names, args.steps, args.threads)
         return
     config = configure(args.config, None, args.conv3d)
     shape = Shape(args.batch, args.frames, args.height, args.width, args.boxes)

@@ -138,9 +138,10 @@ class Conv3d(nnx.Module):
     Padding is explicit and symmetric per axis, exactly as PyTorch's `padding=(pt, ph, pw)`. `path`: "native"
     (one 3-D `conv_general_dilated`) or "folded" (time folded into the batch; see `__call__`), same sums and
     parameters; `resolve_conv3d` picks one per backend. `kernel_grad` (folded path, kernels the path runs as one
-    2-D convolution): "auto" computes the kernel gradient of stride-1 spatial kernels as one matmul per tap
-    (`conv2d_tap_kernel_grad`) and leaves the rest (the strided stems) to XLA, where each form was measured
-    faster; "taps" / "xla" force one form (for benchmarks/step_breakdown.py --layers).
+    2-D convolution): "auto" computes the kernel gradient of stride-1 spatial kernels and of the single-frame
+    stem (at most 3 folded input channels) as one matmul per tap (`conv2d_tap_kernel_grad`) and leaves the fast
+    stem (5 frames folded into 15 channels) to XLA, where each form was measured faster (docs/performance.md);
+    "taps" / "xla" force one form (for benchmarks/step_breakdown.py --layers).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], *,
@@ -219,7 +220,8 @@ class Conv3d(nnx.Module):
         frames = frames.reshape((-1, *frames.shape[2:]))                                # [B*T', H, W, kt*in]
         kernel = jnp.moveaxis(kernel, 0, 2).reshape((kh, kw, -1, kernel.shape[-1]))     # [kh, kw, kt*in, out]
         conv_args = ((sh, sw), ((ph, ph), (pw, pw)), (dh, dw))
-        if self.kernel_grad == "taps" or (self.kernel_grad == "auto" and (sh, sw) == (1, 1)):
+        single_frame_stem = kernel.shape[2] <= 3                     # the slow stem: 1xkxk on 3 channels
+        if self.kernel_grad == "taps" or (self.kernel_grad == "auto" and ((sh, sw) == (1, 1) or single_frame_stem)):
             out = conv2d_tap_kernel_grad(frames, vary_like(kernel, frames), *conv_args)
         else:
             out = _conv2d(frames, kernel, *conv_args)

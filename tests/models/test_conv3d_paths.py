@@ -31,12 +31,13 @@ def test_auto_resolves_by_backend_and_unknown_paths_are_named():
                                     dict(kernel_size=1, stride=(1, 2, 2)),
                                     dict(kernel_size=(3, 1, 1), stride=(2, 2, 2), padding=(1, 1, 1)),
                                     dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)),
-                                    dict(kernel_size=(3, 3, 3), padding=(1, 1, 1))])
+                                    dict(kernel_size=(3, 3, 3), padding=(1, 1, 1)),
+                                    dict(kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3))])
 def test_single_conv_paths_agree_with_gradients(kwargs):
     """Every kind of Conv3d the SlowFast has (fast stem, lateral fusion, dilated 1x3x3, temporal head conv, strided
-    1x3x3, strided 1x1 downsample, 1x3x3), a padded strided 1x1 spatial kernel and a stride-1 3x3x3 kernel (the
-    stride-1 spatial ones take the per-tap kernel gradient)."""
-    channels = 3 if kwargs["kernel_size"] == (5, 7, 7) else 5   # > 3: the non-stem forms of the folded path
+    1x3x3, strided 1x1 downsample, 1x3x3, slow stem), a padded strided 1x1 spatial kernel and a stride-1 3x3x3
+    kernel (the stride-1 spatial ones and the slow stem take the per-tap kernel gradient)."""
+    channels = 3 if kwargs["kernel_size"][1:] == (7, 7) else 5   # > 3: the non-stem forms of the folded path
     x = jnp.asarray(np.random.RandomState(0).randn(2, 8, 12, 10, channels).astype(np.float32))
     results = []
     for path in ("native", "folded"):
@@ -70,9 +71,13 @@ def _loss_and_grads(conv: Conv3d, x: jax.Array, *, remat: bool = False):
 @pytest.mark.parametrize(("kwargs", "taps"), [(dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), True),
                                               (dict(kernel_size=(1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2)),
                                                True),
+                                              (dict(kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3)),
+                                               True),
                                               (dict(kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3)),
                                                False)])
-def test_auto_kernel_grad_takes_the_per_tap_form_on_stride_1_spatial_kernels_only(kwargs, taps):
+def test_auto_kernel_grad_takes_the_per_tap_form_on_stride_1_kernels_and_the_slow_stem(kwargs, taps):
+    """Where each form was measured faster: per-tap on stride-1 spatial kernels and the single-frame (slow) stem,
+    XLA's on the fast stem (5 frames folded into 15 channels)."""
     conv = Conv3d(3, 4, path="folded", rngs=nnx.Rngs(0), **kwargs)
     x = jnp.zeros((1, 5, 9, 9, 3), jnp.float32)
     assert ("custom_vjp_call" in str(jax.make_jaxpr(conv)(x))) == taps
