@@ -9,13 +9,23 @@ forward, backbone forward + backward (a vjp with a fixed cotangent, so no head),
 backbone features, the optimizer update alone, and the whole jitted train step. The parts do not add exactly to
 the step (the step fuses across their borders), but they say which part to work on. `--torch` adds the same
 parts of the PyTorch oracle model (tests/helpers) on `--threads` threads for the backbone rows.
+
+    python benchmarks/step_breakdown.py --layers [res2,res5,slow_stem,fast_stem] [--steps 3] [--threads N]
+
+`--layers` instead times single R50 convolutions (LAYERS: forward + backward, min of `--steps` calls; the stems
+without an input gradient, as in the train step): the library's folded `Conv3d` with XLA's kernel gradient
+(`kernel_grad="xla"`) and with one matmul per kernel tap (`"taps"`), then `torch.nn.Conv3d` in a child process
+(PyTorch after an XLA compile can crash: benchmarks/train_step.py `torch_case`), back to back, with the load
+average before and after. XLA_FLAGS (e.g. `--xla_cpu_use_onednn=true`) applies to the JAX rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,9 +38,26 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from acar_jax.models.detector import create_model  # noqa: E402
-from acar_jax.models.layers import resolve_conv3d  # noqa: E402
+from acar_jax.models.layers import Conv3d, resolve_conv3d  # noqa: E402
 from acar_jax.training import optim  # noqa: E402
-from benchmarks.train_step import Shape, compiled_flops, configure, jax_train, random_batch, timed  # noqa: E402
+from benchmarks.train_step import (  # noqa: E402
+    Shape,
+    compiled_flops,
+    configure,
+    jax_train,
+    load_average,
+    random_batch,
+    timed,
+)
+
+# R50 ACAR convolutions for --layers: (name, in, out, kernel, stride, padding, dilation, input [B, T, H, W]):
+# slow res2 conv2, slow res5 conv2 (dilation 2), slow stem, fast stem.
+LAYERS = (
+    ("res2", 64, 64, (1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), (2, 8, 56, 56)),
+    ("res5", 512, 512, (1, 3, 3), (1, 1, 1), (0, 2, 2), (1, 2, 2), (2, 8, 14, 14)),
+    ("slow_stem", 3, 64, (1, 7, 7), (1, 2, 2), (0, 3, 3), (1, 1, 1), (2, 8, 224, 224)),
+    ("fast_stem", 3, 8, (5, 7, 7), (1, 2, 2), (2, 3, 3), (1, 1, 1), (2, 32, 224, 224)),
+)
 
 
 def compile_and_time(fn, args, steps: int) -> tuple[list[float], float]:
@@ -113,6 +140,73 @@ def torch_parts(config, shape: Shape, steps: int, threads: int) -> list[tuple[st
     return [("backbone fwd", timed(forward, steps)), ("backbone fwd+bwd", timed(forward_backward, steps))]
 
 
+def layer_inputs(layer: tuple, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(input NTHWC, output cotangent NTHWC) of a LAYERS entry, float32."""
+    _, cin, cout, kernel, stride, padding, dilation, (b, t, h, w) = layer
+    rng = np.random.default_rng(seed)
+    out = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+           for n, k, s, p, d in zip((t, h, w), kernel, stride, padding, dilation, strict=True)]
+    return (rng.standard_normal((b, t, h, w, cin), dtype=np.float32),
+            rng.standard_normal((b, *out, cout), dtype=np.float32))
+
+
+def jax_layer_time(layer: tuple, kernel_grad: str, steps: int) -> float:
+    """Min seconds of one jitted forward + backward of the folded Conv3d (input gradient only past the stems)."""
+    _, cin, cout, kernel, stride, padding, dilation, _ = layer
+    conv = Conv3d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation, path="folded",
+                  kernel_grad=kernel_grad, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(conv)
+    x, cot = (jnp.asarray(a) for a in layer_inputs(layer))
+
+    def loss(p, x, cot):
+        return jnp.sum(nnx.merge(graphdef, p)(x) * cot)
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1) if cin > 3 else 0))
+    return min(timed(lambda: grad(params, x, cot), steps))
+
+
+def torch_layer_times(layers: list[tuple], steps: int, threads: int) -> list[float]:
+    """Min seconds of `torch.nn.Conv3d` forward + backward for each layer (same inputs as the JAX rows)."""
+    import torch
+    torch.set_num_threads(threads)
+    times = []
+    for layer in layers:
+        _, cin, cout, kernel, stride, padding, dilation, _ = layer
+        conv = torch.nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation, bias=False)
+        x, cot = (torch.from_numpy(a).permute(0, 4, 1, 2, 3).contiguous() for a in layer_inputs(layer))
+        x.requires_grad_(cin > 3)
+
+        def call(conv=conv, x=x, cot=cot):
+            conv.zero_grad(set_to_none=True)
+            x.grad = None
+            (conv(x) * cot).sum().backward()
+
+        times.append(min(timed(call, steps)))
+    return times
+
+
+def layers_table(names: list[str], steps: int, threads: int) -> None:
+    """JAX (XLA's kernel gradient, per-tap kernel gradient) then PyTorch per layer; ratios to PyTorch."""
+    load_before = load_average()
+    layers = [layer for layer in LAYERS if layer[0] in names]
+    rows = [(layer, jax_layer_time(layer, "xla", steps), jax_layer_time(layer, "taps", steps)) for layer in layers]
+    command = [sys.executable, str(Path(__file__).resolve()), "--torch_layers", ",".join(names), "--steps",
+               str(steps), "--threads", str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"PyTorch side of --layers failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{jax.devices()[0].device_kind}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, PyTorch "
+          f"{theirs['version']} on {theirs['threads']} threads (own process); forward + backward, min of {steps} "
+          f"calls, ms; load average {load_before} before, {load_average()} after")
+    print(f"{'layer':<26}{'input':<22}{'JAX xla':>9}{'JAX taps':>10}{'PyTorch':>9}{'xla/pt':>8}{'taps/pt':>8}")
+    for (layer, t_xla, t_taps), t_pt in zip(rows, theirs["times"], strict=True):
+        name, cin, cout, kernel, *_, (b, t, h, w) = layer
+        what = f"{b}x{t}x{h}x{w}x{cin}->{cout}"
+        print(f"{name:<26}{what:<22}{t_xla * 1e3:>9.0f}{t_taps * 1e3:>10.0f}{t_pt * 1e3:>9.0f}"
+              f"{t_xla / t_pt:>8.2f}{t_taps / t_pt:>8.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "ava_slowfast_r50_acar.py"))
@@ -126,7 +220,23 @@ def main() -> None:
     parser.add_argument("--conv3d", default=None, choices=("auto", "native", "folded"))
     parser.add_argument("--torch", action="store_true", help="also time the PyTorch oracle's backbone")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch intra-op threads")
+    parser.add_argument("--layers", nargs="?", const=",".join(layer[0] for layer in LAYERS), default=None,
+                        help="time single R50 convolutions instead: comma-separated LAYERS names (default all)")
+    parser.add_argument("--torch_layers", default=None, help=argparse.SUPPRESS)  # the child of --layers
     args = parser.parse_args()
+    if args.torch_layers:
+        import torch
+        layers = [layer for layer in LAYERS if layer[0] in args.torch_layers.split(",")]
+        print(json.dumps({"times": torch_layer_times(layers, args.steps, args.threads),
+                          "version": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+        return
+    if args.layers:
+        names = [name for name in args.layers.split(",") if name]
+        unknown = sorted(set(names) - {layer[0] for layer in LAYERS})
+        if unknown or not names:
+            parser.error(f"--layers: unknown {unknown}; choose from {[layer[0] for layer in LAYERS]}")
+        layers_table(names, args.steps, args.threads)
+        return
     config = configure(args.config, None, args.conv3d)
     shape = Shape(args.batch, args.frames, args.height, args.width, args.boxes)
 

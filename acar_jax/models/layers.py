@@ -6,6 +6,7 @@ MXU/tensor-core path while the weights, the BatchNorm statistics and the optimis
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -16,6 +17,7 @@ from flax import nnx
 Triple = tuple[int, int, int]
 
 CONV3D_PATHS = ("auto", "native", "folded")   # config.model.conv3d
+KERNEL_GRADS = ("auto", "taps", "xla")        # Conv3d(kernel_grad=...): see Conv3d
 
 
 def resolve_conv3d(path: str, backend: str | None = None) -> str:
@@ -56,21 +58,102 @@ def he_normal_fan_out(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = j
     return draw * np.sqrt(2.0 / fan_out).astype(dtype)
 
 
+Pads2 = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _conv2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: Pads2,
+            dilation: tuple[int, int]) -> jax.Array:
+    """NHWC x HWIO 2-D convolution (XLA's)."""
+    return jax.lax.conv_general_dilated(x, kernel, window_strides=strides, padding=padding, rhs_dilation=dilation,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _kernel_grad_per_tap(x: jax.Array, dy: jax.Array, kernel_shape: Sequence[int], strides: tuple[int, int],
+                         padding: Pads2, dilation: tuple[int, int]) -> jax.Array:
+    """dK[i, j] = X_ij^T dY, summed over every output position, one matmul per kernel tap (float32 result).
+
+    X_ij is the (padded) input window that tap (i, j) reads: a strided slice, [N * H' * W', in]. The contraction
+    is over the rows of both operands, which the matmul reads in place (no transposed copies). Accumulation is
+    in float32 whatever the inputs' dtype, as XLA:CPU's bf16 convolutions accumulate; the caller rounds once.
+    """
+    kh, kw, cin, cout = kernel_shape
+    (sh, sw), (dh, dw) = strides, dilation
+    n, ho, wo = dy.shape[:3]
+    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    dy2 = dy.reshape((-1, cout))
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            start = (0, i * dh, j * dw, 0)
+            limit = (n, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1, cin)
+            window = jax.lax.slice(xp, start, limit, (1, sh, sw, 1)).reshape((-1, cin))
+            taps.append(jax.lax.dot_general(window, dy2, (((0,), (0,)), ((), ())),
+                                            preferred_element_type=jnp.float32))
+    return jnp.stack(taps).reshape((kh, kw, cin, cout))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv2d_tap_kernel_grad(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: Pads2,
+                           dilation: tuple[int, int]) -> jax.Array:
+    """XLA's 2-D convolution (forward and input gradient), with the kernel gradient as one matmul per tap.
+
+    Why: XLA:CPU computes a convolution's kernel gradient as a convolution with the batch as contraction plus
+    transposed copies of both operands, the largest item of the R50 CPU train step's profile; per-tap matmuls
+    compute the same sums several times faster (docs/performance.md). Inside `shard_map`, `kernel` must vary
+    over the same manual axes as `x` (`vary_like`), since the kernel cotangent does.
+    """
+    return _conv2d(x, kernel, strides, padding, dilation)
+
+
+def _tap_fwd(x, kernel, strides, padding, dilation):
+    return _conv2d(x, kernel, strides, padding, dilation), (x, kernel)
+
+
+def _tap_bwd(strides, padding, dilation, residuals, dy):
+    x, kernel = residuals
+    _, input_vjp = jax.vjp(lambda x_: _conv2d(x_, kernel, strides, padding, dilation), x)
+    (dx,) = input_vjp(dy)
+    dk = _kernel_grad_per_tap(x, dy, kernel.shape, strides, padding, dilation)
+    return dx, dk.astype(kernel.dtype)
+
+
+conv2d_tap_kernel_grad.defvjp(_tap_fwd, _tap_bwd)
+
+
+def vary_like(value: jax.Array, like: jax.Array) -> jax.Array:
+    """`value` cast to vary over every manual mesh axis `like` varies over (no-op outside `shard_map`).
+
+    Why: a `custom_vjp` rule's cotangent must have its primal's type. A replicated kernel applied to a
+    batch-sharded input has a per-device (varying) kernel gradient; casting the kernel to varying before the
+    call makes autodiff sum that gradient over the axes (the cast's transpose is a `psum`), as it does for
+    XLA's own convolution.
+    """
+    missing = jax.typeof(like).mat.varying - jax.typeof(value).mat.varying
+    return jax.lax.pcast(value, tuple(missing), to="varying") if missing else value
+
+
 class Conv3d(nnx.Module):
     """Bias-free 3-D convolution, NTHWC input, kernel `[kt, kh, kw, in, out]` (PyTorch `Conv3d(bias=False)`).
 
     Padding is explicit and symmetric per axis, exactly as PyTorch's `padding=(pt, ph, pw)`. `path`: "native"
     (one 3-D `conv_general_dilated`) or "folded" (time folded into the batch; see `__call__`), same sums and
-    parameters; `resolve_conv3d` picks one per backend.
+    parameters; `resolve_conv3d` picks one per backend. `kernel_grad` (folded path, kernels the path runs as one
+    2-D convolution): "auto" computes the kernel gradient of stride-1 spatial kernels and of the single-frame
+    stem (at most 3 folded input channels) as one matmul per tap (`conv2d_tap_kernel_grad`) and leaves the fast
+    stem (5 frames folded into 15 channels) to XLA, where each form was measured faster (docs/performance.md);
+    "taps" / "xla" force one form (for benchmarks/step_breakdown.py --layers).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], *,
                  stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
                  dilation: int | Sequence[int] = 1, dtype: jnp.dtype | str = jnp.float32, path: str = "folded",
-                 rngs: nnx.Rngs):
+                 kernel_grad: str = "auto", rngs: nnx.Rngs):
         if path not in ("native", "folded"):
             raise ValueError(f"Conv3d path must be 'native' or 'folded' (resolve 'auto' first), got {path!r}")
+        if kernel_grad not in KERNEL_GRADS:
+            raise ValueError(f"Conv3d kernel_grad must be one of {KERNEL_GRADS}, got {kernel_grad!r}")
         self.path = path
+        self.kernel_grad = kernel_grad
         self.kernel_size = _triple(kernel_size, "kernel_size")
         self.stride = _triple(stride, "stride")
         self.padding = _triple(padding, "padding")
@@ -85,7 +168,8 @@ class Conv3d(nnx.Module):
         Computed with time folded into the batch: a 1x1 kernel is a sum of matmuls over its kt temporal taps
         (on every sh-th row and sw-th column), a strided spatial kernel reading more than 3 channels a sum of
         matmuls over all its taps on strided slices, any other one 2-D convolution with the taps stacked on the
-        input channels (only the fast stem has both kt > 1 and a spatial extent, and it reads 3 channels). The
+        input channels (only the fast stem has both kt > 1 and a spatial extent, and it reads 3 channels), whose
+        kernel gradient is one matmul per spatial tap when stride-1 (see `kernel_grad`). The
         same sums as the 3-D convolution, but XLA:CPU runs them several times faster (measured on the tiny
         SlowFast: gradient 5.2 s -> 0.8 s; strided layers: docs/performance.md).
         """
@@ -135,9 +219,12 @@ class Conv3d(nnx.Module):
         frames = jnp.concatenate(taps, axis=-1) if kt > 1 else taps[0]                 # [B, T', H, W, kt*in]
         frames = frames.reshape((-1, *frames.shape[2:]))                                # [B*T', H, W, kt*in]
         kernel = jnp.moveaxis(kernel, 0, 2).reshape((kh, kw, -1, kernel.shape[-1]))     # [kh, kw, kt*in, out]
-        out = jax.lax.conv_general_dilated(
-            frames, kernel, window_strides=(sh, sw), padding=[(ph, ph), (pw, pw)], rhs_dilation=(dh, dw),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        conv_args = ((sh, sw), ((ph, ph), (pw, pw)), (dh, dw))
+        single_frame_stem = kernel.shape[2] <= 3                     # the slow stem: 1xkxk on 3 channels
+        if self.kernel_grad == "taps" or (self.kernel_grad == "auto" and ((sh, sw) == (1, 1) or single_frame_stem)):
+            out = conv2d_tap_kernel_grad(frames, vary_like(kernel, frames), *conv_args)
+        else:
+            out = _conv2d(frames, kernel, *conv_args)
         return out.reshape((batch, t_out, *out.shape[1:]))
 
 

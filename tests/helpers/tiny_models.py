@@ -15,6 +15,7 @@ from flax import nnx
 
 from acar_jax import parallel
 from acar_jax.batch import TRAIN_KEYS
+from acar_jax.models.layers import Conv3d
 from acar_jax.training import optim, train_step
 
 K = 5  # classes
@@ -33,6 +34,21 @@ class TinyBackbone(nnx.Module):
         return jax.nn.relu(self.conv(x)).mean(axis=(1, 2, 3))
 
 
+class FoldedConvBackbone(nnx.Module):
+    """TinyBackbone with the library's folded Conv3d: two stride-1 1x3x3 kernels (the second dilated, as res5's,
+    and rematerialised), i.e. the per-tap kernel gradient inside the sharded step's `shard_map`."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.mean = nnx.BatchStat(jnp.full((3,), 0.1))
+        self.var = nnx.BatchStat(jnp.full((3,), 2.0))
+        self.conv1 = Conv3d(3, 6, (1, 3, 3), padding=(0, 1, 1), path="folded", rngs=rngs)
+        self.conv2 = Conv3d(6, 4, (1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2), path="folded", rngs=rngs)
+
+    def __call__(self, clips):
+        x = jax.nn.relu(self.conv1((clips - self.mean[...]) / jnp.sqrt(self.var[...])))
+        return jax.nn.relu(nnx.remat(lambda conv, x: conv(x))(self.conv2, x)).mean(axis=(1, 2, 3))
+
+
 class TinyHead(nnx.Module):
     """Dropout + a per-box classifier on [clip feature, box]."""
 
@@ -49,8 +65,8 @@ class TinyDetector(nnx.Module):
     """The detector's interface (clips, boxes, box_mask, valid_hw, train) -> [B, N, K], with `backbone` and
     `head` attributes as the real detector."""
 
-    def __init__(self, *, rngs: nnx.Rngs, dropout: float = 0.0, num_classes: int = K):
-        self.backbone = TinyBackbone(rngs=rngs)
+    def __init__(self, *, rngs: nnx.Rngs, dropout: float = 0.0, num_classes: int = K, folded_convs: bool = False):
+        self.backbone = FoldedConvBackbone(rngs=rngs) if folded_convs else TinyBackbone(rngs=rngs)
         self.head = TinyHead(num_classes, rngs=rngs, dropout=dropout)
 
     def __call__(self, clips, boxes, box_mask, valid_hw, *, train=False):
@@ -81,10 +97,10 @@ def sgd(momentum=0.9, nesterov=True, weight_decay=1e-7):
         name="sgd", momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)))
 
 
-def run(batches, lrs, *, tx=None, grad_accum_steps=1, dropout=0.0, devices=None):
+def run(batches, lrs, *, tx=None, grad_accum_steps=1, dropout=0.0, devices=None, folded_convs=False):
     """Runs the sharded step over `batches`; returns (flat params dict, list of metrics, final state)."""
     mesh = parallel.make_mesh(devices)
-    model = TinyDetector(rngs=nnx.Rngs(params=0, dropout=1), dropout=dropout)
+    model = TinyDetector(rngs=nnx.Rngs(params=0, dropout=1), dropout=dropout, folded_convs=folded_convs)
     tx = tx if tx is not None else sgd()
     graphdef, rng_state, state = train_step.create_train_state(model, tx)
     state = parallel.replicate(state, mesh)
@@ -108,6 +124,8 @@ def scenarios() -> dict[str, np.ndarray]:
     three = [make_batch(s, 8, 4, [(i + s) % 5 for i in range(8)]) for s in range(3)]
     params, _, _ = run(three, [0.008, 0.03, 0.064])
     out.update({f"three_steps/{k}": v for k, v in params.items()})
+    params, _, _ = run(three, [0.008, 0.03, 0.064], folded_convs=True)
+    out.update({f"folded_three_steps/{k}": v for k, v in params.items()})
     sixteen = [make_batch(10 + s, 16, 4, [(i + s) % 5 for i in range(16)]) for s in range(2)]
     for accum in (1, 2):
         params, _, _ = run(sixteen, [0.03, 0.064], grad_accum_steps=accum)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from acar_jax.models.layers import Conv3d, resolve_conv3d
+from acar_jax.models.layers import Conv3d, conv2d_tap_kernel_grad, resolve_conv3d
 from acar_jax.models.slowfast import SlowFast
 from configs.default import get_config
 
@@ -29,11 +29,15 @@ def test_auto_resolves_by_backend_and_unknown_paths_are_named():
                                     dict(kernel_size=(3, 1, 1), padding=(1, 0, 0)),
                                     dict(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
                                     dict(kernel_size=1, stride=(1, 2, 2)),
-                                    dict(kernel_size=(3, 1, 1), stride=(2, 2, 2), padding=(1, 1, 1))])
+                                    dict(kernel_size=(3, 1, 1), stride=(2, 2, 2), padding=(1, 1, 1)),
+                                    dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)),
+                                    dict(kernel_size=(3, 3, 3), padding=(1, 1, 1)),
+                                    dict(kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3))])
 def test_single_conv_paths_agree_with_gradients(kwargs):
     """Every kind of Conv3d the SlowFast has (fast stem, lateral fusion, dilated 1x3x3, temporal head conv, strided
-    1x3x3, strided 1x1 downsample), and a padded strided 1x1 spatial kernel."""
-    channels = 3 if kwargs["kernel_size"] == (5, 7, 7) else 5   # > 3: the non-stem forms of the folded path
+    1x3x3, strided 1x1 downsample, 1x3x3, slow stem), a padded strided 1x1 spatial kernel and a stride-1 3x3x3
+    kernel (the stride-1 spatial ones and the slow stem take the per-tap kernel gradient)."""
+    channels = 3 if kwargs["kernel_size"][1:] == (7, 7) else 5   # > 3: the non-stem forms of the folded path
     x = jnp.asarray(np.random.RandomState(0).randn(2, 8, 12, 10, channels).astype(np.float32))
     results = []
     for path in ("native", "folded"):
@@ -51,6 +55,76 @@ def test_single_conv_paths_agree_with_gradients(kwargs):
     for a, b in zip(jax.tree.leaves(g_n), jax.tree.leaves(g_f), strict=True):   # 1e-5 of the gradient's scale:
         scale = max(float(jnp.max(jnp.abs(a))), 1.0)                            # sums of ~500 products each
         np.testing.assert_allclose(a, b, atol=1e-5 * scale, rtol=1e-5)
+
+
+def _loss_and_grads(conv: Conv3d, x: jax.Array, *, remat: bool = False):
+    """jit(grad) of sum(y * cos(y)) w.r.t. the kernel and the input, optionally rematerialised."""
+    graphdef, params = nnx.split(conv)
+
+    def loss(p, x):
+        y = nnx.merge(graphdef, p)(x).astype(jnp.float32)
+        return jnp.sum(y * jnp.cos(y))
+
+    return jax.jit(jax.value_and_grad(jax.checkpoint(loss) if remat else loss, argnums=(0, 1)))(params, x)
+
+
+@pytest.mark.parametrize(("kwargs", "taps"), [(dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), True),
+                                              (dict(kernel_size=(1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2)),
+                                               True),
+                                              (dict(kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3)),
+                                               True),
+                                              (dict(kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3)),
+                                               False)])
+def test_auto_kernel_grad_takes_the_per_tap_form_on_stride_1_kernels_and_the_slow_stem(kwargs, taps):
+    """Where each form was measured faster: per-tap on stride-1 spatial kernels and the single-frame (slow) stem,
+    XLA's on the fast stem (5 frames folded into 15 channels)."""
+    conv = Conv3d(3, 4, path="folded", rngs=nnx.Rngs(0), **kwargs)
+    x = jnp.zeros((1, 5, 9, 9, 3), jnp.float32)
+    assert ("custom_vjp_call" in str(jax.make_jaxpr(conv)(x))) == taps
+    forced = Conv3d(3, 4, path="folded", kernel_grad="xla", rngs=nnx.Rngs(0), **kwargs)
+    assert "custom_vjp_call" not in str(jax.make_jaxpr(forced)(x))
+    with pytest.raises(ValueError, match="kernel_grad must be one of"):
+        Conv3d(3, 4, 3, kernel_grad="im2col", rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize(("kwargs", "channels"), [(dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), 6),
+                                                   (dict(kernel_size=(1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2)),
+                                                    6),
+                                                   (dict(kernel_size=(3, 3, 3), stride=(1, 2, 2), padding=1), 3)])
+def test_per_tap_kernel_gradient_equals_xla_under_jit_remat_and_bf16(kwargs, channels):
+    """The per-tap kernel gradient ("taps"; forced also on a strided 3-channel kernel, a stem's form) against XLA's
+    ("xla"): 1e-5 in float32 under jit + remat; in bfloat16 within bf16 rounding; float32 parameter gradients."""
+    x = jnp.asarray(np.random.RandomState(2).randn(2, 6, 11, 9, channels).astype(np.float32))
+    for dtype, tol in ((jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)):
+        results = [_loss_and_grads(Conv3d(channels, 5, path="folded", kernel_grad=form, dtype=dtype,
+                                          rngs=nnx.Rngs(1), **kwargs), x, remat=True) for form in ("xla", "taps")]
+        (loss_x, grads_x), (loss_t, grads_t) = results
+        np.testing.assert_allclose(loss_x, loss_t, rtol=tol)
+        for a, b in zip(jax.tree.leaves(grads_x), jax.tree.leaves(grads_t), strict=True):
+            assert a.dtype == b.dtype == jnp.float32
+            scale = max(float(jnp.max(jnp.abs(a))), 1.0)
+            np.testing.assert_allclose(a, b, atol=tol * scale, rtol=tol)
+
+
+def test_per_tap_kernel_gradient_accumulates_bf16_in_float32():
+    """bf16 inputs: the kernel gradient is the float32 sum of bf16 products rounded once to bf16 (as XLA:CPU's
+    convolution accumulates), not a bf16 running sum."""
+    rng = np.random.RandomState(3)
+    x = jnp.asarray(rng.randn(4, 16, 16, 8), jnp.bfloat16)
+    k = jnp.asarray(rng.randn(3, 3, 8, 8), jnp.bfloat16)
+    dy = jnp.asarray(rng.randn(4, 16, 16, 8), jnp.bfloat16)
+    args = ((1, 1), ((1, 1), (1, 1)), (1, 1))
+
+    @jax.jit
+    def kernel_grad(x, k, dy):
+        return jax.vjp(lambda k: conv2d_tap_kernel_grad(x, k, *args), k)[1](dy)[0]
+
+    got = kernel_grad(x, k, dy)
+    f32 = (a.astype(jnp.float32) for a in (x, k, dy))
+    want = kernel_grad(*f32).astype(jnp.bfloat16)     # exact products, float32 sums, one rounding
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), rtol=1e-2, atol=1e-2)
+    assert float(jnp.mean((got == want).astype(jnp.float32))) > 0.9
 
 
 @pytest.mark.slow   # two gradient programs of the whole backbone: ~30 s on an idle 2-core CPU

@@ -46,6 +46,18 @@ def test_eight_devices_equal_one_device_after_three_steps(eight_devices, one_dev
     assert moved
 
 
+def test_folded_convs_eight_devices_equal_one_device_after_three_steps(eight_devices, one_device):
+    """The library's folded Conv3d (stride-1 1x3x3 kernels: per-tap kernel gradient, one of them dilated and
+    rematerialised) inside the sharded step: 8 devices == 1 device, and the convolutions did train."""
+    keys = [k for k in one_device if k.startswith("folded_three_steps/")]
+    initial = h.flat(nnx.state(h.TinyDetector(rngs=nnx.Rngs(params=0, dropout=1), folded_convs=True), nnx.Param))
+    assert {k.split("/", 1)[1] for k in keys} == set(initial)
+    for k in keys:
+        np.testing.assert_allclose(eight_devices[k], one_device[k], rtol=1e-5, atol=1e-5, err_msg=k)
+    for name in ("backbone/conv1/kernel", "backbone/conv2/kernel"):
+        assert not np.allclose(one_device["folded_three_steps/" + name], initial[name]), name
+
+
 def _direct_mean_gradient(batch, clips_idx):
     """Gradient of the mean of the per-RoI losses over the real RoIs of the given clips, computed directly."""
     model = h.TinyDetector(rngs=nnx.Rngs(params=0, dropout=1))
