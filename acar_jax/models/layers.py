@@ -140,14 +140,16 @@ class Conv3d(nnx.Module):
     parameters; `resolve_conv3d` picks one per backend. `kernel_grad` (folded path, kernels the path runs as one
     2-D convolution): "auto" computes the kernel gradient of stride-1 spatial kernels and of the single-frame
     stem (at most 3 folded input channels) as one matmul per tap (`conv2d_tap_kernel_grad`) and leaves the fast
-    stem (5 frames folded into 15 channels) to XLA, where each form was measured faster (docs/performance.md);
-    "taps" / "xla" force one form (for benchmarks/step_breakdown.py --layers).
+    stem (5 frames folded into 15 channels) to XLA, where each form was measured faster per layer under load
+    (docs/performance.md); "taps" / "xla" force one form (benchmarks/step_breakdown.py --layers). The default is
+    "xla" until the whole train step has been timed with "auto" on a quiet machine (one res5 measurement
+    disagrees with the other, and the tiny default model's step is not measured).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], *,
                  stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
                  dilation: int | Sequence[int] = 1, dtype: jnp.dtype | str = jnp.float32, path: str = "folded",
-                 kernel_grad: str = "auto", rngs: nnx.Rngs):
+                 kernel_grad: str = "xla", rngs: nnx.Rngs):
         if path not in ("native", "folded"):
             raise ValueError(f"Conv3d path must be 'native' or 'folded' (resolve 'auto' first), got {path!r}")
         if kernel_grad not in KERNEL_GRADS:

@@ -41,8 +41,9 @@ class FoldedConvBackbone(nnx.Module):
     def __init__(self, *, rngs: nnx.Rngs):
         self.mean = nnx.BatchStat(jnp.full((3,), 0.1))
         self.var = nnx.BatchStat(jnp.full((3,), 2.0))
-        self.conv1 = Conv3d(3, 6, (1, 3, 3), padding=(0, 1, 1), path="folded", rngs=rngs)
-        self.conv2 = Conv3d(6, 4, (1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2), path="folded", rngs=rngs)
+        self.conv1 = Conv3d(3, 6, (1, 3, 3), padding=(0, 1, 1), path="folded", kernel_grad="auto", rngs=rngs)
+        self.conv2 = Conv3d(6, 4, (1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2), path="folded",
+                            kernel_grad="auto", rngs=rngs)
 
     def __call__(self, clips):
         x = jax.nn.relu(self.conv1((clips - self.mean[...]) / jnp.sqrt(self.var[...])))

@@ -36,12 +36,14 @@ def test_auto_resolves_by_backend_and_unknown_paths_are_named():
 def test_single_conv_paths_agree_with_gradients(kwargs):
     """Every kind of Conv3d the SlowFast has (fast stem, lateral fusion, dilated 1x3x3, temporal head conv, strided
     1x3x3, strided 1x1 downsample, 1x3x3, slow stem), a padded strided 1x1 spatial kernel and a stride-1 3x3x3
-    kernel (the stride-1 spatial ones and the slow stem take the per-tap kernel gradient)."""
-    channels = 3 if kwargs["kernel_size"][1:] == (7, 7) else 5   # > 3: the non-stem forms of the folded path
+    kernel; the folded path with XLA's kernel gradient (the default) and with kernel_grad="auto" (the stride-1
+    spatial ones and the slow stem then take the per-tap kernel gradient)."""
+    size = kwargs["kernel_size"]
+    channels = 3 if not isinstance(size, int) and size[1:] == (7, 7) else 5   # > 3: the folded path's non-stem forms
     x = jnp.asarray(np.random.RandomState(0).randn(2, 8, 12, 10, channels).astype(np.float32))
     results = []
-    for path in ("native", "folded"):
-        conv = Conv3d(channels, 4, path=path, rngs=nnx.Rngs(0), **kwargs)
+    for path, kernel_grad in (("native", "xla"), ("folded", "xla"), ("folded", "auto")):
+        conv = Conv3d(channels, 4, path=path, kernel_grad=kernel_grad, rngs=nnx.Rngs(0), **kwargs)
         graphdef, params = nnx.split(conv)
 
         def loss(p, x, graphdef=graphdef):
@@ -50,11 +52,12 @@ def test_single_conv_paths_agree_with_gradients(kwargs):
 
         (_, y), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, x)
         results.append((y, grads))
-    (y_n, g_n), (y_f, g_f) = results
-    np.testing.assert_allclose(y_n, y_f, atol=1e-5, rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(g_n), jax.tree.leaves(g_f), strict=True):   # 1e-5 of the gradient's scale:
-        scale = max(float(jnp.max(jnp.abs(a))), 1.0)                            # sums of ~500 products each
-        np.testing.assert_allclose(a, b, atol=1e-5 * scale, rtol=1e-5)
+    (y_n, g_n), *folded = results
+    for y_f, g_f in folded:
+        np.testing.assert_allclose(y_n, y_f, atol=1e-5, rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(g_n), jax.tree.leaves(g_f), strict=True):   # 1e-5 of the gradient's
+            scale = max(float(jnp.max(jnp.abs(a))), 1.0)                            # scale: sums of ~500
+            np.testing.assert_allclose(a, b, atol=1e-5 * scale, rtol=1e-5)          # products each
 
 
 def _loss_and_grads(conv: Conv3d, x: jax.Array, *, remat: bool = False):
@@ -78,11 +81,11 @@ def _loss_and_grads(conv: Conv3d, x: jax.Array, *, remat: bool = False):
 def test_auto_kernel_grad_takes_the_per_tap_form_on_stride_1_kernels_and_the_slow_stem(kwargs, taps):
     """Where each form was measured faster: per-tap on stride-1 spatial kernels and the single-frame (slow) stem,
     XLA's on the fast stem (5 frames folded into 15 channels)."""
-    conv = Conv3d(3, 4, path="folded", rngs=nnx.Rngs(0), **kwargs)
+    conv = Conv3d(3, 4, path="folded", kernel_grad="auto", rngs=nnx.Rngs(0), **kwargs)
     x = jnp.zeros((1, 5, 9, 9, 3), jnp.float32)
     assert ("custom_vjp_call" in str(jax.make_jaxpr(conv)(x))) == taps
-    forced = Conv3d(3, 4, path="folded", kernel_grad="xla", rngs=nnx.Rngs(0), **kwargs)
-    assert "custom_vjp_call" not in str(jax.make_jaxpr(forced)(x))
+    default = Conv3d(3, 4, path="folded", rngs=nnx.Rngs(0), **kwargs)           # "xla" until measured
+    assert "custom_vjp_call" not in str(jax.make_jaxpr(default)(x))
     with pytest.raises(ValueError, match="kernel_grad must be one of"):
         Conv3d(3, 4, 3, kernel_grad="im2col", rngs=nnx.Rngs(0))
 
