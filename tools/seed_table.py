@@ -1,6 +1,6 @@
 """Mean and spread over seeds of finished runs' frame-mAP, per class group and per class, with paired differences.
 
-  python tools/seed_table.py --workdir_root=runs/sweep_default_heads --baseline=linear
+  python tools/seed_table.py --workdir_root=runs/sweep_default_heads --baseline=type=linear
   python tools/seed_table.py --run acar=runs/acar_s0,runs/acar_s1,runs/acar_s2 \
       --run linear=runs/linear_s0,runs/linear_s1,runs/linear_s2 --baseline=linear --classes=8,9
 

@@ -17,15 +17,15 @@ def write_run(run_dir, aps):
 
 
 def test_sweep_rows_pair_seeds_and_average_groups(tmp_path):
-    write_run(tmp_path / "000_model.head.type=acar_seed=0", (0.8, 0.6, 0.7))
-    write_run(tmp_path / "001_model.head.type=acar_seed=1", (0.8, 0.8, 0.9))
-    write_run(tmp_path / "002_model.head.type=linear_seed=0", (0.8, 0.6, 0.4))
-    write_run(tmp_path / "003_model.head.type=linear_seed=1", (0.8, 0.6, 0.3))
+    write_run(tmp_path / "000_type=acar_seed=0", (0.8, 0.6, 0.7))
+    write_run(tmp_path / "001_type=acar_seed=1", (0.8, 0.8, 0.9))
+    write_run(tmp_path / "002_type=linear_seed=0", (0.8, 0.6, 0.4))
+    write_run(tmp_path / "003_type=linear_seed=1", (0.8, 0.6, 0.3))
     results = seed_table.with_differences(seed_table.collect_sweep(str(tmp_path), classes=(3,)),
-                                          "model.head.type=linear")
+                                          "type=linear")
     text = seed_table.table(results)
     assert text.splitlines()[0] == "| run | mAP | mAP_pose | mAP_actor | mAP_relational | AP 3 marker in the scene |"
-    assert "| model.head.type=acar | 76.67 ± 6.67 [70.00, 83.33] (n=2) |" in text
+    assert "| type=acar | 76.67 ± 6.67 [70.00, 83.33] (n=2) |" in text
     # seed 0: 70 - 40, seed 1: 90 - 30 (paired by seed, not by order of the rows)
     assert text.splitlines()[-1].endswith("| 45.00 ± 15.00 [30.00, 60.00] (n=2) |")
 
