@@ -7,20 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from acar_jax.training import checkpoints
 from tests.helpers import runs as run_helpers
 
 STEPS = ("--config.train.num_steps=4", "--config.checkpoint.every_steps=2", "--config.data.num_frames=16",
          "--config.data.frame_stride=5")
-
-
-def _flat(tree, prefix=""):
-    if isinstance(tree, dict):
-        out = {}
-        for k, v in tree.items():
-            out.update(_flat(v, f"{prefix}/{k}"))
-        return out
-    return {prefix: np.asarray(tree)}
 
 
 @pytest.mark.slow   # two stand-in runs in subprocesses (~1 min on 2 loaded cores)
@@ -31,8 +21,8 @@ def test_run_from_shards_equals_run_from_frames(tmp_path):
     proc = run_helpers.run(run_helpers.command(packed, data_root, *STEPS, "--config.data.source=tfds",
                                                mode="train_and_eval", model="stand-in"))
     assert os.path.isfile(os.path.join(data_root, "tfds_clips", "packing.json")), proc.stderr[-2000:]
-    a = _flat(checkpoints.read_checkpoint(os.path.join(frames, "checkpoints")))
-    b = _flat(checkpoints.read_checkpoint(os.path.join(packed, "checkpoints")))
+    a = run_helpers.checkpoint_arrays(frames)
+    b = run_helpers.checkpoint_arrays(packed)
     assert int(a["/step"]) == int(b["/step"]) == 4 and a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)

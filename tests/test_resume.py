@@ -17,15 +17,6 @@ from tests.helpers import runs as run_helpers
 STEPS = ("--config.train.num_steps=6", "--config.checkpoint.every_steps=2")
 
 
-def _flat(tree, prefix=""):
-    if isinstance(tree, dict):
-        out = {}
-        for k, v in tree.items():
-            out.update(_flat(v, f"{prefix}/{k}"))
-        return out
-    return {prefix: np.asarray(tree)}
-
-
 MODELS = ["stand-in", pytest.param("detector", marks=pytest.mark.slow)]   # detector: ~75 s on 2 cores
 
 
@@ -44,8 +35,8 @@ def test_kill9_then_rerun_equals_uninterrupted_run(tmp_path, model):
     os.remove(os.path.join(killed, "paused_at_step_4"))
     run_helpers.run(cmd)                                   # the same command resumes from step 4
 
-    a = _flat(checkpoints.read_checkpoint(os.path.join(straight, "checkpoints")))
-    b = _flat(checkpoints.read_checkpoint(os.path.join(killed, "checkpoints")))
+    a = run_helpers.checkpoint_arrays(straight)
+    b = run_helpers.checkpoint_arrays(killed)
     assert int(a["/step"]) == int(b["/step"]) == 6
     assert a.keys() == b.keys()
     for key in a:

@@ -10,6 +10,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _CACHE_DIR = tempfile.mkdtemp(prefix="acar_jax_test_jit_cache_")   # one per test process, removed at exit
 atexit.register(shutil.rmtree, _CACHE_DIR, True)
@@ -76,3 +78,15 @@ def start_until_paused(cmd: list[str], workdir: str, step: int) -> subprocess.Po
             raise AssertionError(f"run did not reach step {step} in 600 s")
         time.sleep(0.1)
     return proc
+
+
+def checkpoint_arrays(workdir: str) -> dict[str, np.ndarray]:
+    """The latest checkpoint of a run as {"/path/to/leaf": array}: two runs' states compare key by key."""
+    from acar_jax.training import checkpoints  # noqa: PLC0415 (the rest of this module only starts processes)
+
+    def flat(tree, prefix=""):
+        if isinstance(tree, dict):
+            return {k: v for key, sub in tree.items() for k, v in flat(sub, f"{prefix}/{key}").items()}
+        return {prefix: np.asarray(tree)}
+
+    return flat(checkpoints.read_checkpoint(os.path.join(workdir, "checkpoints")))
