@@ -96,7 +96,7 @@ def with_differences(results: Results, baseline: str) -> Results:
 
 def spread_cell(values: np.ndarray) -> str:
     """"mean ± half-range [min, max] (n=...)"; "-" when there is no value."""
-    values = values[~np.isnan(values)] if values.size else values
+    values = values[~np.isnan(values)]
     if not values.size:
         return "-"
     return (f"{values.mean():.2f} ± {(values.max() - values.min()) / 2:.2f} "
