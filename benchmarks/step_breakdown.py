@@ -10,11 +10,13 @@ backbone features, the optimizer update alone, and the whole jitted train step. 
 the step (the step fuses across their borders), but they say which part to work on. `--torch` adds the same
 parts of the PyTorch oracle model (tests/helpers) on `--threads` threads for the backbone rows.
 
-    python benchmarks/step_breakdown.py --layers [res2,res5,slow_stem,fast_stem] [--steps 3] [--threads N]
+    python benchmarks/step_breakdown.py --layers [res2,res3,res4,res5,fast_res2,fast_res5,slow_stem,fast_stem]
+                                        [--steps 3] [--threads N]
 
 `--layers` instead times single R50 convolutions (LAYERS: forward + backward, min of `--steps` calls; the stems
 without an input gradient, as in the train step): the library's folded `Conv3d` with XLA's kernel gradient
-(`kernel_grad="xla"`) and with one matmul per kernel tap (`"taps"`), then `torch.nn.Conv3d` in a child process
+(`kernel_grad="xla"`) and with one matmul per kernel tap (`"taps"`), the native 3-D convolution (`path="native"`),
+then `torch.nn.Conv3d` in a child process
 (PyTorch after an XLA compile can crash: benchmarks/train_step.py `torch_case`), back to back, with the load
 average before and after. XLA_FLAGS (e.g. `--xla_cpu_use_onednn=true`) applies to the JAX rows.
 """
@@ -38,7 +40,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from acar_jax.models.detector import create_model  # noqa: E402
-from acar_jax.models.layers import Conv3d, resolve_conv3d  # noqa: E402
+from acar_jax.models.layers import KERNEL_GRADS, Conv3d, resolve_conv3d  # noqa: E402
 from acar_jax.training import optim  # noqa: E402
 from benchmarks.train_step import (  # noqa: E402
     Shape,
@@ -51,10 +53,14 @@ from benchmarks.train_step import (  # noqa: E402
 )
 
 # R50 ACAR convolutions for --layers: (name, in, out, kernel, stride, padding, dilation, input [B, T, H, W]):
-# slow res2 conv2, slow res5 conv2 (dilation 2), slow stem, fast stem.
+# the slow pathway's stride-1 conv2 of res2..res5 (res5 dilation 2), the fast pathway's of res2 and res5, the stems.
 LAYERS = (
     ("res2", 64, 64, (1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), (2, 8, 56, 56)),
+    ("res3", 128, 128, (1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), (2, 8, 28, 28)),
+    ("res4", 256, 256, (1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), (2, 8, 14, 14)),
     ("res5", 512, 512, (1, 3, 3), (1, 1, 1), (0, 2, 2), (1, 2, 2), (2, 8, 14, 14)),
+    ("fast_res2", 8, 8, (1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), (2, 32, 56, 56)),
+    ("fast_res5", 64, 64, (1, 3, 3), (1, 1, 1), (0, 2, 2), (1, 2, 2), (2, 32, 14, 14)),
     ("slow_stem", 3, 64, (1, 7, 7), (1, 2, 2), (0, 3, 3), (1, 1, 1), (2, 8, 224, 224)),
     ("fast_stem", 3, 8, (5, 7, 7), (1, 2, 2), (2, 3, 3), (1, 1, 1), (2, 32, 224, 224)),
 )
@@ -150,10 +156,10 @@ def layer_inputs(layer: tuple, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
             rng.standard_normal((b, *out, cout), dtype=np.float32))
 
 
-def jax_layer_time(layer: tuple, kernel_grad: str, steps: int) -> float:
-    """Min seconds of one jitted forward + backward of the folded Conv3d (input gradient only past the stems)."""
+def jax_layer_time(layer: tuple, kernel_grad: str, steps: int, path: str = "folded") -> float:
+    """Min seconds of one jitted forward + backward of Conv3d (input gradient only past the stems)."""
     _, cin, cout, kernel, stride, padding, dilation, _ = layer
-    conv = Conv3d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation, path="folded",
+    conv = Conv3d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation, path=path,
                   kernel_grad=kernel_grad, rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(conv)
     x, cot = (jnp.asarray(a) for a in layer_inputs(layer))
@@ -186,10 +192,11 @@ def torch_layer_times(layers: list[tuple], steps: int, threads: int) -> list[flo
 
 
 def layers_table(names: list[str], steps: int, threads: int) -> None:
-    """JAX (XLA's kernel gradient, per-tap kernel gradient) then PyTorch per layer; ratios to PyTorch."""
+    """JAX (folded with XLA's / the per-tap kernel gradient, native 3-D) then PyTorch per layer; ratios to PyTorch."""
     load_before = load_average()
     layers = [layer for layer in LAYERS if layer[0] in names]
-    rows = [(layer, jax_layer_time(layer, "xla", steps), jax_layer_time(layer, "taps", steps)) for layer in layers]
+    rows = [(layer, jax_layer_time(layer, "xla", steps), jax_layer_time(layer, "taps", steps),
+             jax_layer_time(layer, "xla", steps, path="native")) for layer in layers]
     command = [sys.executable, str(Path(__file__).resolve()), "--torch_layers", ",".join(names), "--steps",
                str(steps), "--threads", str(threads)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -199,12 +206,13 @@ def layers_table(names: list[str], steps: int, threads: int) -> None:
     print(f"{jax.devices()[0].device_kind}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, PyTorch "
           f"{theirs['version']} on {theirs['threads']} threads (own process); forward + backward, min of {steps} "
           f"calls, ms; load average {load_before} before, {load_average()} after")
-    print(f"{'layer':<26}{'input':<22}{'JAX xla':>9}{'JAX taps':>10}{'PyTorch':>9}{'xla/pt':>8}{'taps/pt':>8}")
-    for (layer, t_xla, t_taps), t_pt in zip(rows, theirs["times"], strict=True):
+    print(f"{'layer':<12}{'input':<22}{'JAX xla':>9}{'JAX taps':>10}{'JAX 3-D':>9}{'PyTorch':>9}{'xla/pt':>8}"
+          f"{'taps/pt':>8}{'3-D/pt':>8}")
+    for (layer, t_xla, t_taps, t_native), t_pt in zip(rows, theirs["times"], strict=True):
         name, cin, cout, kernel, *_, (b, t, h, w) = layer
         what = f"{b}x{t}x{h}x{w}x{cin}->{cout}"
-        print(f"{name:<26}{what:<22}{t_xla * 1e3:>9.0f}{t_taps * 1e3:>10.0f}{t_pt * 1e3:>9.0f}"
-              f"{t_xla / t_pt:>8.2f}{t_taps / t_pt:>8.2f}")
+        print(f"{name:<12}{what:<22}{t_xla * 1e3:>9.0f}{t_taps * 1e3:>10.0f}{t_native * 1e3:>9.0f}"
+              f"{t_pt * 1e3:>9.0f}{t_xla / t_pt:>8.2f}{t_taps / t_pt:>8.2f}{t_native / t_pt:>8.2f}")
 
 
 def main() -> None:
@@ -218,6 +226,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--matmul", type=int, default=2048, help="N of the N x N x N f32 matmul row")
     parser.add_argument("--conv3d", default=None, choices=("auto", "native", "folded"))
+    parser.add_argument("--kernel_grad", default=None, choices=KERNEL_GRADS,
+                        help="override config.model.conv_kernel_grad (the step rows)")
     parser.add_argument("--torch", action="store_true", help="also time the PyTorch oracle's backbone")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch intra-op threads")
     parser.add_argument("--layers", nargs="?", const=",".join(layer[0] for layer in LAYERS), default=None,
@@ -237,7 +247,7 @@ def main() -> None:
             parser.error(f"--layers: unknown {unknown}; choose from {[layer[0] for layer in LAYERS]}")
         layers_table(names, args.steps, args.threads)
         return
-    config = configure(args.config, None, args.conv3d)
+    config = configure(args.config, None, args.conv3d, args.kernel_grad)
     shape = Shape(args.batch, args.frames, args.height, args.width, args.boxes)
 
     rows = [(f"matmul {args.matmul}^3 f32", *matmul_row(args.matmul, args.steps))]
@@ -246,8 +256,8 @@ def main() -> None:
     rows.append(("train step", step_times, step_flops))
     step = min(step_times)
     print(f"{Path(args.config).name}, {jax.device_count()} x {jax.devices()[0].device_kind}, batch {shape}, "
-          f"conv3d {resolve_conv3d(str(config.model.conv3d))}; {args.steps} timed calls; load average "
-          f"{open('/proc/loadavg').read().split()[0] if os.path.exists('/proc/loadavg') else '-'}")
+          f"conv3d {resolve_conv3d(str(config.model.conv3d))}, kernel_grad {config.model.conv_kernel_grad}; "
+          f"{args.steps} timed calls; load average {load_average()}")
     print(f"{'part':<24}{'min (ms)':>10}{'med (ms)':>10}{'GFLOP':>9}{'GFLOP/s':>9}{'% step':>8}")
     for name, times, flops in rows:
         lo = min(times)

@@ -3,7 +3,7 @@
 
     python benchmarks/train_step.py [--config configs/default.py] [--batch 8] [--height H] [--width W]
                                     [--boxes 8] [--steps 10] [--dtype float32] [--conv3d auto]
-                                    [--peak_tflops X]
+                                    [--kernel_grad xla|taps|auto] [--peak_tflops X]
     python benchmarks/train_step.py --compare_torch [--steps 3] [--threads N]
 
 Inputs are random clips with every box real, so no step is skipped. Compilation and one warm-up call are
@@ -37,6 +37,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+if "--torch_case" in sys.argv:
+    # The PyTorch child: torch and torchvision load before jaxlib and tensorflow, as in tests/conftest.py. The
+    # other order segfaults while torchvision loads triton (measured: jaxlib 0.10.2, torch 2.14.1, on import).
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -46,7 +52,7 @@ from acar_jax.batch import TRAIN_KEYS  # noqa: E402
 from acar_jax.config_files import load_config  # noqa: E402
 from acar_jax.experiment import config_roi_loss, setup_model_state  # noqa: E402
 from acar_jax.models.detector import jit_logits  # noqa: E402
-from acar_jax.models.layers import resolve_conv3d  # noqa: E402
+from acar_jax.models.layers import KERNEL_GRADS, resolve_conv3d  # noqa: E402
 from acar_jax.training import train_step  # noqa: E402
 
 # Dense bf16 peak TFLOP/s per device by jax device_kind prefix (vendor data sheets).
@@ -213,12 +219,15 @@ COMPARE_CASES = (  # (name, config, train shape, inference shape)
 HEADER = f"{'':<18}{'':<16}{'min (ms)':>10}{'med (ms)':>10}{'GFLOP':>10}{'TFLOP/s':>9}{'MFU':>7}"
 
 
-def configure(path: str, dtype: str | None, conv3d: str | None):
+def configure(path: str, dtype: str | None, conv3d: str | None, kernel_grad: str | None = None):
+    """The config at `path` with the benchmark's model overrides (None keeps the config's value)."""
     config = load_config(path)
     if dtype:
         config.model.dtype = dtype
     if conv3d:
         config.model.conv3d = conv3d
+    if kernel_grad:
+        config.model.conv_kernel_grad = kernel_grad
     return config
 
 
@@ -235,7 +244,7 @@ def torch_case(args) -> None:
     from tests.helpers import torch_heads  # noqa: F401 (torchvision, before anything else runs)
     torch.set_num_threads(args.threads)
     name, path, train_shape, infer_shape = next(case for case in COMPARE_CASES if case[0] == args.torch_case)
-    config = configure(str(path), args.dtype, args.conv3d)
+    config = configure(str(path), args.dtype, args.conv3d, args.kernel_grad)
     result = {"train": torch_train(config, train_shape, args.steps),
               "infer": torch_infer(config, infer_shape, args.steps),
               "version": torch.__version__, "threads": torch.get_num_threads()}
@@ -257,7 +266,7 @@ def compare_torch(args) -> None:
     peak = peak_tflops(args.peak_tflops)
     lines, ratios, torch_info = [], [], ""
     for name, path, train_shape, infer_shape in cases:
-        config = configure(str(path), args.dtype, args.conv3d)
+        config = configure(str(path), args.dtype, args.conv3d, args.kernel_grad)
         jt, flops_t, _ = jax_train(config, train_shape, args.steps)
         ji, flops_i = jax_infer(config, infer_shape, args.steps)
         theirs = run_torch_case(name, args)
@@ -270,7 +279,8 @@ def compare_torch(args) -> None:
         if args.verbose:
             print("\n".join(lines[-4:]), flush=True)
     print(f"{jax.device_count()} x {jax.devices()[0].device_kind} (conv3d "
-          f"{resolve_conv3d(args.conv3d or 'auto')}, dtype {args.dtype or 'float32'}, XLA:CPU on "
+          f"{resolve_conv3d(args.conv3d or 'auto')}, kernel_grad {config.model.conv_kernel_grad}, dtype "
+          f"{args.dtype or 'float32'}, XLA:CPU on "
           f"{os.cpu_count()} threads), {torch_info} (own process); {args.steps} timed calls each; FLOPs of the "
           f"JAX program (both sides); load average {load_average()}")
     print(HEADER)
@@ -297,6 +307,8 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="override config.model.dtype (float32 | bfloat16)")
     parser.add_argument("--conv3d", default=None, choices=("auto", "native", "folded"),
                         help="override config.model.conv3d")
+    parser.add_argument("--kernel_grad", default=None, choices=KERNEL_GRADS,
+                        help="override config.model.conv_kernel_grad")
     parser.add_argument("--peak_tflops", type=float, default=None,
                         help="per-device peak for MFU (default: dense bf16 peak of known GPUs/TPUs, none on CPU)")
     parser.add_argument("--inference", action="store_true", help="also time the inference forward")
@@ -320,14 +332,15 @@ def main() -> None:
         compare_torch(args)
         return
 
-    config = configure(args.config, args.dtype, args.conv3d)
+    config = configure(args.config, args.dtype, args.conv3d, args.kernel_grad)
     shape = Shape(args.batch, int(config.data.num_frames), args.height or int(config.synthetic.height),
                   args.width or int(config.synthetic.width), args.boxes)
     train_step.check_batch_size(shape.batch, jax.device_count(), int(config.train.grad_accum_steps))
     times, flops, first = jax_train(config, shape, args.steps)
     peak = peak_tflops(args.peak_tflops)
     print(f"{Path(args.config).name}, {jax.device_count()} x {jax.devices()[0].device_kind}, batch {shape}, "
-          f"dtype {config.model.dtype}, conv3d {resolve_conv3d(str(config.model.conv3d))}; compile + first step "
+          f"dtype {config.model.dtype}, conv3d {resolve_conv3d(str(config.model.conv3d))}, kernel_grad "
+          f"{config.model.conv_kernel_grad}; compile + first step "
           f"{first:.1f} s; steps/s {1 / statistics.median(times):.2f}, clips/s "
           f"{shape.batch / statistics.median(times):.1f}")
     print(HEADER)

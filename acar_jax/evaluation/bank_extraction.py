@@ -65,7 +65,8 @@ def entry_counts(records: Sequence[KeyframeRecord]) -> dict[str, dict[int, int]]
     return dict(out)
 
 
-RUNTIME_MODEL_FIELDS = ("remat", "conv3d")   # how the model runs, not what it computes: not in a fingerprint
+# How the model runs, not what it computes: not in a fingerprint.
+RUNTIME_MODEL_FIELDS = ("remat", "conv3d", "conv_kernel_grad")
 
 
 def fingerprint(model_config: ml_collections.ConfigDict, params_digest: str, split: str, boxes: str,

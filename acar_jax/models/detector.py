@@ -20,12 +20,14 @@ from acar_jax.models.slowfast import SlowFast
 
 
 class ACARDetector(nnx.Module):
-    """`model_config` is `config.model` (backbone, head, num_classes, dtype, remat, conv3d)."""
+    """`model_config` is `config.model` (backbone, head, num_classes, dtype, remat, conv3d,
+    conv_kernel_grad)."""
 
     def __init__(self, model_config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
         dtype = jnp.dtype(model_config.get("dtype", "float32"))
         self.backbone = SlowFast(model_config.backbone, dtype=dtype, remat=bool(model_config.get("remat", False)),
-                                 conv3d=str(model_config.get("conv3d", "auto")), rngs=rngs)
+                                 conv3d=str(model_config.get("conv3d", "auto")),
+                                 kernel_grad=str(model_config.get("conv_kernel_grad", "xla")), rngs=rngs)
         width = self.backbone.slow_channels + self.backbone.fast_channels
         self.head = build_head(model_config, width, rngs=rngs)
 

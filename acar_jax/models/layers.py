@@ -132,6 +132,24 @@ def vary_like(value: jax.Array, like: jax.Array) -> jax.Array:
     return jax.lax.pcast(value, tuple(missing), to="varying") if missing else value
 
 
+def _temporal_conv_shifting_outputs(x: jax.Array, kernel: jax.Array, pad: int, dilation: int) -> jax.Array:
+    """A stride-1 kt x 1 x 1 convolution of x [B, T, H, W, in] with kernel [kt, in, out], padding `pad` frames.
+
+    out[t] = sum_i x[t + i * dilation - pad] @ kernel[i]: every frame is multiplied by all kt kernel taps in one
+    matmul ([B*T*H*W, in] @ [in, kt*out]), then the kt products are shifted in time and summed. Why: shifting the
+    inputs instead copies a padded, shifted input per tap before its matmul; the bottlenecks' temporal convs read
+    4x more channels than they write, and on XLA:CPU this form ran their forward 1.2-7x and forward + backward
+    1.4-12x faster (R50 layers, README "Performance"). Same sums; only the summation order of the taps differs.
+    """
+    kt, cin, cout = kernel.shape
+    batch, frames = x.shape[:2]
+    t_out = frames + 2 * pad - dilation * (kt - 1)
+    products = x.reshape((-1, cin)) @ jnp.moveaxis(kernel, 0, 1).reshape((cin, kt * cout))
+    products = products.reshape((batch, frames, *x.shape[2:4], kt, cout))
+    products = jnp.pad(products, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0), (0, 0)))
+    return sum(products[:, i * dilation: i * dilation + t_out, :, :, i] for i in range(kt))
+
+
 class Conv3d(nnx.Module):
     """Bias-free 3-D convolution, NTHWC input, kernel `[kt, kh, kw, in, out]` (PyTorch `Conv3d(bias=False)`).
 
@@ -167,12 +185,14 @@ class Conv3d(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """x [B, T, H, W, in] -> [B, T', H', W', out] in `self.dtype`.
 
-        Computed with time folded into the batch: a 1x1 kernel is a sum of matmuls over its kt temporal taps
-        (on every sh-th row and sw-th column), a strided spatial kernel reading more than 3 channels a sum of
-        matmuls over all its taps on strided slices, any other one 2-D convolution with the taps stacked on the
-        input channels (only the fast stem has both kt > 1 and a spatial extent, and it reads 3 channels), whose
-        kernel gradient is one matmul per spatial tap when stride-1 (see `kernel_grad`). The
-        same sums as the 3-D convolution, but XLA:CPU runs them several times faster (measured on the tiny
+        Computed with time folded into the batch: a stride-1 kt x 1 x 1 kernel (kt > 1) as one matmul of every
+        frame with all taps, shifted in time and summed (`_temporal_conv_shifting_outputs`); any other 1x1
+        kernel as a sum of matmuls over its kt temporal taps (on every sh-th row and sw-th column); a strided
+        spatial kernel reading more than 3 channels as a sum of matmuls over all its taps on strided slices; any
+        other as one 2-D convolution with the taps stacked on the input channels (only the fast stem has both
+        kt > 1 and a spatial extent, and it reads 3 channels), whose kernel gradient is one matmul per spatial
+        tap when stride-1 (see `kernel_grad`). The same sums as the 3-D convolution, but XLA:CPU runs them
+        several times faster (measured on the tiny
         SlowFast: gradient 5.2 s -> 0.8 s; strided layers: docs/performance.md).
         """
         kt, kh, kw = self.kernel_size
@@ -181,19 +201,19 @@ class Conv3d(nnx.Module):
         dt, dh, dw = self.dilation
         kernel = self.kernel[...].astype(self.dtype)
         x = x.astype(self.dtype)
+        t_out = (x.shape[1] + 2 * pt - dt * (kt - 1) - 1) // st + 1
+        if t_out < 1:
+            raise ValueError(f"Conv3d: {x.shape[1]} frames (padding {pt}) are fewer than the temporal "
+                             f"kernel {kt} (dilation {dt}) needs")
         if self.path == "native":
-            if x.shape[1] + 2 * pt < dt * (kt - 1) + 1:
-                raise ValueError(f"Conv3d: {x.shape[1]} frames (padding {pt}) are fewer than the temporal "
-                                 f"kernel {kt} (dilation {dt}) needs")
             return jax.lax.conv_general_dilated(
                 x, kernel, window_strides=self.stride, padding=[(pt, pt), (ph, ph), (pw, pw)],
                 rhs_dilation=self.dilation, dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+        if kt > 1 and (kh, kw) == (1, 1) and (st, sh, sw) == (1, 1, 1):
+            return _temporal_conv_shifting_outputs(x, kernel[:, 0, 0], pt, dt)
         if pt:
             x = jnp.pad(x, ((0, 0), (pt, pt), (0, 0), (0, 0), (0, 0)))
-        batch, t_out = x.shape[0], (x.shape[1] - dt * (kt - 1) - 1) // st + 1
-        if t_out < 1:
-            raise ValueError(f"Conv3d: {x.shape[1] - 2 * pt} frames (padding {pt}) are fewer than the temporal "
-                             f"kernel {kt} (dilation {dt}) needs")
+        batch = x.shape[0]
         taps = [x[:, i * dt: i * dt + st * (t_out - 1) + 1: st] for i in range(kt)]   # kt x [B, T', H, W, in]
         if (kh, kw) == (1, 1):
             # A 1x1 kernel reads only every sh-th row and sw-th column: slice, then matmul. Why not a strided

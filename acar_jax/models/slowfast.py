@@ -40,10 +40,10 @@ class Bottleneck(nnx.Module):
 
     def __init__(self, inplanes: int, planes: int, *, stride: int = 1, downsample: bool = False,
                  dilation: int = 1, head_conv: int = 1, eps: float, dtype: jnp.dtype, conv3d: str = "folded",
-                 rngs: nnx.Rngs):
+                 kernel_grad: str = "xla", rngs: nnx.Rngs):
         if head_conv not in (1, 3):
             raise ValueError(f"head_conv: expected 1 or 3, got {head_conv}")
-        conv = dict(dtype=dtype, path=conv3d, rngs=rngs)
+        conv = dict(dtype=dtype, path=conv3d, kernel_grad=kernel_grad, rngs=rngs)
         self.conv1 = Conv3d(inplanes, planes, (head_conv, 1, 1), padding=(head_conv // 2, 0, 0), **conv)
         self.bn1 = FrozenBatchNorm(planes, eps=eps)
         self.conv2 = Conv3d(planes, planes, (1, 3, 3), stride=(1, stride, stride),
@@ -68,9 +68,11 @@ class LateralFusion(nnx.Module):
     """Fast -> slow: conv (k,1,1) stride (alpha,1,1) pad (k//2,0,0), then BN + ReLU unless conv-only."""
 
     def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int, alpha: int, only_conv: bool,
-                 eps: float, dtype: jnp.dtype, conv3d: str = "folded", rngs: nnx.Rngs):
+                 eps: float, dtype: jnp.dtype, conv3d: str = "folded", kernel_grad: str = "xla",
+                 rngs: nnx.Rngs):
         self.conv = Conv3d(in_channels, out_channels, (kernel_size, 1, 1), stride=(alpha, 1, 1),
-                           padding=(kernel_size // 2, 0, 0), dtype=dtype, path=conv3d, rngs=rngs)
+                           padding=(kernel_size // 2, 0, 0), dtype=dtype, path=conv3d, kernel_grad=kernel_grad,
+                           rngs=rngs)
         self.bn = None if only_conv else FrozenBatchNorm(out_channels, eps=eps)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -126,11 +128,12 @@ class SlowFast(nnx.Module):
 
     `backbone_config` is `config.model.backbone`. `dtype` is the compute dtype of convolutions (params and
     BN statistics stay float32); `remat` rematerialises each residual stage in the backward pass; `conv3d` is
-    config.model.conv3d ("auto" resolves by the default backend, layers.resolve_conv3d).
+    config.model.conv3d ("auto" resolves by the default backend, layers.resolve_conv3d); `kernel_grad` is
+    config.model.conv_kernel_grad (layers.Conv3d: how the folded path computes kernel gradients).
     """
 
     def __init__(self, backbone_config: ml_collections.ConfigDict, *, dtype: jnp.dtype | str = jnp.float32,
-                 remat: bool = False, conv3d: str = "auto", rngs: nnx.Rngs):
+                 remat: bool = False, conv3d: str = "auto", kernel_grad: str = "xla", rngs: nnx.Rngs):
         cfg = backbone_config
         _check_config(cfg)
         width, beta, alpha = int(cfg.width), float(cfg.beta), int(cfg.alpha)
@@ -142,8 +145,8 @@ class SlowFast(nnx.Module):
         self.dtype = jnp.dtype(dtype)  # accepts "bfloat16" as written in config.model.dtype
         self.remat = bool(remat)
         self.conv3d = resolve_conv3d(conv3d)
-        common = dict(eps=eps, dtype=dtype, conv3d=self.conv3d, rngs=rngs)
-        conv = dict(dtype=dtype, path=self.conv3d, rngs=rngs)
+        common = dict(eps=eps, dtype=dtype, conv3d=self.conv3d, kernel_grad=kernel_grad, rngs=rngs)
+        conv = dict(dtype=dtype, path=self.conv3d, kernel_grad=kernel_grad, rngs=rngs)
         layers = tuple(int(n) for n in cfg.layers)
         strides = (1, 2, 2, 1)
         dilations = (1, 1, 1, dil)

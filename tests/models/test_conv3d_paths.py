@@ -27,6 +27,8 @@ def test_auto_resolves_by_backend_and_unknown_paths_are_named():
                                     dict(kernel_size=(7, 1, 1), stride=(4, 1, 1), padding=(3, 0, 0)),
                                     dict(kernel_size=(1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2)),
                                     dict(kernel_size=(3, 1, 1), padding=(1, 0, 0)),
+                                    dict(kernel_size=(3, 1, 1), padding=(3, 0, 0), dilation=(2, 1, 1)),
+                                    dict(kernel_size=(5, 1, 1)),
                                     dict(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
                                     dict(kernel_size=1, stride=(1, 2, 2)),
                                     dict(kernel_size=(3, 1, 1), stride=(2, 2, 2), padding=(1, 1, 1)),
@@ -35,9 +37,10 @@ def test_auto_resolves_by_backend_and_unknown_paths_are_named():
                                     dict(kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3))])
 def test_single_conv_paths_agree_with_gradients(kwargs):
     """Every kind of Conv3d the SlowFast has (fast stem, lateral fusion, dilated 1x3x3, temporal head conv, strided
-    1x3x3, strided 1x1 downsample, 1x3x3, slow stem), a padded strided 1x1 spatial kernel and a stride-1 3x3x3
-    kernel; the folded path with XLA's kernel gradient (the default) and with kernel_grad="auto" (the stride-1
-    spatial ones and the slow stem then take the per-tap kernel gradient)."""
+    1x3x3, strided 1x1 downsample, 1x3x3, slow stem), a padded strided 1x1 spatial kernel, a stride-1 3x3x3
+    kernel and temporal kernels with dilation / without padding (the output-shifting form); the folded path
+    with XLA's kernel gradient (the default) and with kernel_grad="auto" (the stride-1 spatial ones and the slow
+    stem then take the per-tap kernel gradient)."""
     size = kwargs["kernel_size"]
     channels = 3 if not isinstance(size, int) and size[1:] == (7, 7) else 5   # > 3: the folded path's non-stem forms
     x = jnp.asarray(np.random.RandomState(0).randn(2, 8, 12, 10, channels).astype(np.float32))
