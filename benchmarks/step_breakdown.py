@@ -15,7 +15,8 @@ parts of the PyTorch oracle model (tests/helpers) on `--threads` threads for the
 
 `--layers` instead times single R50 convolutions (LAYERS: forward + backward, min of `--steps` calls; the stems
 without an input gradient, as in the train step): the library's folded `Conv3d` with XLA's kernel gradient
-(`kernel_grad="xla"`) and with one matmul per kernel tap (`"taps"`), the native 3-D convolution (`path="native"`),
+(`kernel_grad="xla"`), with one matmul per kernel tap (`"taps"`), the default (`"auto"`: the stems by kernel row),
+the native 3-D convolution (`path="native"`),
 then `torch.nn.Conv3d` in a child process
 (PyTorch after an XLA compile can crash: benchmarks/train_step.py `torch_case`), back to back, with the load
 average before and after. XLA_FLAGS (e.g. `--xla_cpu_use_onednn=true`) applies to the JAX rows.
@@ -195,7 +196,7 @@ def layers_table(names: list[str], steps: int, threads: int) -> None:
     """JAX (folded with XLA's / the per-tap kernel gradient, native 3-D) then PyTorch per layer; ratios to PyTorch."""
     load_before = load_average()
     layers = [layer for layer in LAYERS if layer[0] in names]
-    rows = [(layer, jax_layer_time(layer, "xla", steps), jax_layer_time(layer, "taps", steps),
+    rows = [(layer, *(jax_layer_time(layer, form, steps) for form in ("xla", "taps", "auto")),
              jax_layer_time(layer, "xla", steps, path="native")) for layer in layers]
     command = [sys.executable, str(Path(__file__).resolve()), "--torch_layers", ",".join(names), "--steps",
                str(steps), "--threads", str(threads)]
@@ -206,13 +207,15 @@ def layers_table(names: list[str], steps: int, threads: int) -> None:
     print(f"{jax.devices()[0].device_kind}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, PyTorch "
           f"{theirs['version']} on {theirs['threads']} threads (own process); forward + backward, min of {steps} "
           f"calls, ms; load average {load_before} before, {load_average()} after")
-    print(f"{'layer':<12}{'input':<22}{'JAX xla':>9}{'JAX taps':>10}{'JAX 3-D':>9}{'PyTorch':>9}{'xla/pt':>8}"
-          f"{'taps/pt':>8}{'3-D/pt':>8}")
-    for (layer, t_xla, t_taps, t_native), t_pt in zip(rows, theirs["times"], strict=True):
+    print(f"{'layer':<12}{'input':<22}{'JAX xla':>9}{'JAX taps':>10}{'JAX auto':>10}{'JAX 3-D':>9}{'PyTorch':>9}"
+          f"{'xla/pt':>8}{'taps/pt':>8}{'auto/pt':>8}{'3-D/pt':>8}")
+    for (layer, *jax_times), t_pt in zip(rows, theirs["times"], strict=True):
         name, cin, cout, kernel, *_, (b, t, h, w) = layer
         what = f"{b}x{t}x{h}x{w}x{cin}->{cout}"
-        print(f"{name:<12}{what:<22}{t_xla * 1e3:>9.0f}{t_taps * 1e3:>10.0f}{t_native * 1e3:>9.0f}"
-              f"{t_pt * 1e3:>9.0f}{t_xla / t_pt:>8.2f}{t_taps / t_pt:>8.2f}{t_native / t_pt:>8.2f}")
+        t_xla, t_taps, t_auto, t_native = (1e3 * t for t in jax_times)
+        ratios = "".join(f"{t / (1e3 * t_pt):>8.2f}" for t in (t_xla, t_taps, t_auto, t_native))
+        print(f"{name:<12}{what:<22}{t_xla:>9.0f}{t_taps:>10.0f}{t_auto:>10.0f}{t_native:>9.0f}{t_pt * 1e3:>9.0f}"
+              + ratios)
 
 
 def main() -> None:

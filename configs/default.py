@@ -15,8 +15,8 @@ def get_model_config() -> ml_collections.ConfigDict:
     model.remat = False               # rematerialise each backbone stage (memory for compute)
     model.conv3d = "auto"             # "auto" | "native" | "folded": 3-D convs as lax 3-D convs or time folded
                                       # into the batch (2-D convs / matmuls); auto: folded on CPU, native on GPU/TPU
-    model.conv_kernel_grad = "xla"    # folded path: "xla" | "taps" | "auto": how conv kernel gradients are computed
-                                      # (same sums; "auto" = one matmul per tap where measured faster, layers.Conv3d)
+    model.conv_kernel_grad = "auto"   # folded path: "auto" | "taps" | "xla": how conv kernel gradients are computed
+                                      # (same sums; auto: the stems' as matmuls, measured faster; layers.Conv3d)
 
     backbone = model.backbone = ml_collections.ConfigDict()
     backbone.layers = (3, 4, 6, 3)    # R50; R101 (3, 4, 23, 3); R152 (3, 8, 36, 3)

@@ -27,7 +27,7 @@ class ACARDetector(nnx.Module):
         dtype = jnp.dtype(model_config.get("dtype", "float32"))
         self.backbone = SlowFast(model_config.backbone, dtype=dtype, remat=bool(model_config.get("remat", False)),
                                  conv3d=str(model_config.get("conv3d", "auto")),
-                                 kernel_grad=str(model_config.get("conv_kernel_grad", "xla")), rngs=rngs)
+                                 kernel_grad=str(model_config.get("conv_kernel_grad", "auto")), rngs=rngs)
         width = self.backbone.slow_channels + self.backbone.fast_channels
         self.head = build_head(model_config, width, rngs=rngs)
 

@@ -92,28 +92,53 @@ def _kernel_grad_per_tap(x: jax.Array, dy: jax.Array, kernel_shape: Sequence[int
     return jnp.stack(taps).reshape((kh, kw, cin, cout))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _kernel_grad_per_row(x: jax.Array, dy: jax.Array, kernel_shape: Sequence[int], strides: tuple[int, int],
+                         padding: Pads2, dilation: tuple[int, int]) -> jax.Array:
+    """dK[i] = P_i^T dY, one matmul per kernel row i (float32 result), P_i = the kw windows of row i side by side.
+
+    P_i [N * H' * W', kw * in] is an im2col of one kernel row: for a stem (3 input channels) that makes the
+    matmul 21 columns deep instead of 3 per tap, while only one row's patches exist at a time.
+    """
+    kh, kw, cin, cout = kernel_shape
+    (sh, sw), (dh, dw) = strides, dilation
+    n, ho, wo = dy.shape[:3]
+    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    dy2 = dy.reshape((-1, cout))
+    rows = []
+    for i in range(kh):
+        windows = [jax.lax.slice(xp, (0, i * dh, j * dw, 0),
+                                 (n, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1, cin), (1, sh, sw, 1))
+                   for j in range(kw)]
+        patches = jnp.concatenate(windows, axis=-1).reshape((-1, kw * cin))
+        rows.append(jax.lax.dot_general(patches, dy2, (((0,), (0,)), ((), ())),
+                                        preferred_element_type=jnp.float32))
+    return jnp.stack(rows).reshape((kh, kw, cin, cout))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def conv2d_tap_kernel_grad(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: Pads2,
-                           dilation: tuple[int, int]) -> jax.Array:
-    """XLA's 2-D convolution (forward and input gradient), with the kernel gradient as one matmul per tap.
+                           dilation: tuple[int, int], by_row: bool = False) -> jax.Array:
+    """XLA's 2-D convolution (forward and input gradient), with the kernel gradient as one matmul per tap
+    (`by_row` False) or per kernel row (True: `_kernel_grad_per_row`, for inputs with few channels).
 
     Why: XLA:CPU computes a convolution's kernel gradient as a convolution with the batch as contraction plus
-    transposed copies of both operands, the largest item of the R50 CPU train step's profile; per-tap matmuls
-    compute the same sums several times faster (docs/performance.md). Inside `shard_map`, `kernel` must vary
-    over the same manual axes as `x` (`vary_like`), since the kernel cotangent does.
+    transposed copies of both operands, the largest item of the R50 CPU train step's profile (the stems'
+    above all); matmuls compute the same sums faster where measured (docs/performance.md). Inside `shard_map`,
+    `kernel` must vary over the same manual axes as `x` (`vary_like`), since the kernel cotangent does.
     """
     return _conv2d(x, kernel, strides, padding, dilation)
 
 
-def _tap_fwd(x, kernel, strides, padding, dilation):
+def _tap_fwd(x, kernel, strides, padding, dilation, by_row):
     return _conv2d(x, kernel, strides, padding, dilation), (x, kernel)
 
 
-def _tap_bwd(strides, padding, dilation, residuals, dy):
+def _tap_bwd(strides, padding, dilation, by_row, residuals, dy):
     x, kernel = residuals
     _, input_vjp = jax.vjp(lambda x_: _conv2d(x_, kernel, strides, padding, dilation), x)
-    (dx,) = input_vjp(dy)
-    dk = _kernel_grad_per_tap(x, dy, kernel.shape, strides, padding, dilation)
+    (dx,) = input_vjp(dy)   # dead code under jit where x is data (the stems): XLA drops it
+    kernel_grad = _kernel_grad_per_row if by_row else _kernel_grad_per_tap
+    dk = kernel_grad(x, dy, kernel.shape, strides, padding, dilation)
     return dx, dk.astype(kernel.dtype)
 
 
@@ -155,19 +180,19 @@ class Conv3d(nnx.Module):
 
     Padding is explicit and symmetric per axis, exactly as PyTorch's `padding=(pt, ph, pw)`. `path`: "native"
     (one 3-D `conv_general_dilated`) or "folded" (time folded into the batch; see `__call__`), same sums and
-    parameters; `resolve_conv3d` picks one per backend. `kernel_grad` (folded path, kernels the path runs as one
-    2-D convolution): "auto" computes the kernel gradient of stride-1 spatial kernels and of the single-frame
-    stem (at most 3 folded input channels) as one matmul per tap (`conv2d_tap_kernel_grad`) and leaves the fast
-    stem (5 frames folded into 15 channels) to XLA, where each form was measured faster per layer under load
-    (docs/performance.md); "taps" / "xla" force one form (benchmarks/step_breakdown.py --layers). The default is
-    "xla" until the whole train step has been timed with "auto" on a quiet machine (one res5 measurement
-    disagrees with the other, and the tiny default model's step is not measured).
+    parameters; `resolve_conv3d` picks one per backend. `kernel_grad` (folded path only; config
+    model.conv_kernel_grad): "auto" (default) runs the stems (at most 3 input channels) with their temporal taps
+    as output channels and their kernel gradient as one matmul per kernel row (`_stem_by_rows`), XLA's kernel
+    gradient elsewhere; "taps" computes the kernel gradient of every kernel it runs as one 2-D convolution (the
+    stride-1 spatial kernels and the stems) as one matmul per tap; "xla" leaves every kernel gradient to XLA.
+    Same sums in each; which is faster per layer was measured on a quiet machine (docs/performance.md;
+    benchmarks/step_breakdown.py --layers).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], *,
                  stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
                  dilation: int | Sequence[int] = 1, dtype: jnp.dtype | str = jnp.float32, path: str = "folded",
-                 kernel_grad: str = "xla", rngs: nnx.Rngs):
+                 kernel_grad: str = "auto", rngs: nnx.Rngs):
         if path not in ("native", "folded"):
             raise ValueError(f"Conv3d path must be 'native' or 'folded' (resolve 'auto' first), got {path!r}")
         if kernel_grad not in KERNEL_GRADS:
@@ -211,6 +236,9 @@ class Conv3d(nnx.Module):
                 rhs_dilation=self.dilation, dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
         if kt > 1 and (kh, kw) == (1, 1) and (st, sh, sw) == (1, 1, 1):
             return _temporal_conv_shifting_outputs(x, kernel[:, 0, 0], pt, dt)
+        conv_args = ((sh, sw), ((ph, ph), (pw, pw)), (dh, dw))
+        if x.shape[-1] <= 3 and (kh, kw) != (1, 1) and self.kernel_grad == "auto":
+            return self._stem_by_rows(x, kernel, t_out, conv_args)
         if pt:
             x = jnp.pad(x, ((0, 0), (pt, pt), (0, 0), (0, 0), (0, 0)))
         batch = x.shape[0]
@@ -241,13 +269,27 @@ class Conv3d(nnx.Module):
         frames = jnp.concatenate(taps, axis=-1) if kt > 1 else taps[0]                 # [B, T', H, W, kt*in]
         frames = frames.reshape((-1, *frames.shape[2:]))                                # [B*T', H, W, kt*in]
         kernel = jnp.moveaxis(kernel, 0, 2).reshape((kh, kw, -1, kernel.shape[-1]))     # [kh, kw, kt*in, out]
-        conv_args = ((sh, sw), ((ph, ph), (pw, pw)), (dh, dw))
-        single_frame_stem = kernel.shape[2] <= 3                     # the slow stem: 1xkxk on 3 channels
-        if self.kernel_grad == "taps" or (self.kernel_grad == "auto" and ((sh, sw) == (1, 1) or single_frame_stem)):
-            out = conv2d_tap_kernel_grad(frames, vary_like(kernel, frames), *conv_args)
+        if self.kernel_grad == "taps":
+            out = conv2d_tap_kernel_grad(frames, vary_like(kernel, frames), *conv_args, False)
         else:
             out = _conv2d(frames, kernel, *conv_args)
         return out.reshape((batch, t_out, *out.shape[1:]))
+
+    def _stem_by_rows(self, x: jax.Array, kernel: jax.Array, t_out: int, conv_args: tuple) -> jax.Array:
+        """A stem (x [B, T, H, W, <= 3]) as one 2-D convolution of every frame with all kt temporal taps as
+        output channels, shifted in time and summed (as `_temporal_conv_shifting_outputs`), its kernel gradient
+        one matmul per kernel row (`conv2d_tap_kernel_grad(by_row=True)`). Why: XLA:CPU's kernel gradient of the
+        stems was the R50 step's largest item (fast stem 0.65 s of ~7 s); this form ran the fast stem's forward
+        + kernel gradient 1.35x and the slow stem's 1.4x faster (docs/performance.md)."""
+        kt, kh, kw, cin, cout = kernel.shape
+        (pt,), (st,), (dt,) = self.padding[:1], self.stride[:1], self.dilation[:1]
+        batch, frames = x.shape[:2]
+        taps_out = jnp.moveaxis(kernel, 0, 3).reshape((kh, kw, cin, kt * cout))         # [kh, kw, in, kt*out]
+        flat = x.reshape((-1, *x.shape[2:]))
+        products = conv2d_tap_kernel_grad(flat, vary_like(taps_out, flat), *conv_args, True)
+        products = products.reshape((batch, frames, *products.shape[1:3], kt, cout))
+        products = jnp.pad(products, ((0, 0), (pt, pt), (0, 0), (0, 0), (0, 0), (0, 0)))
+        return sum(products[:, i * dt: i * dt + st * (t_out - 1) + 1: st, :, :, i] for i in range(kt))
 
 
 class FrozenBatchNorm(nnx.Module):

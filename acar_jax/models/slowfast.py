@@ -40,7 +40,7 @@ class Bottleneck(nnx.Module):
 
     def __init__(self, inplanes: int, planes: int, *, stride: int = 1, downsample: bool = False,
                  dilation: int = 1, head_conv: int = 1, eps: float, dtype: jnp.dtype, conv3d: str = "folded",
-                 kernel_grad: str = "xla", rngs: nnx.Rngs):
+                 kernel_grad: str = "auto", rngs: nnx.Rngs):
         if head_conv not in (1, 3):
             raise ValueError(f"head_conv: expected 1 or 3, got {head_conv}")
         conv = dict(dtype=dtype, path=conv3d, kernel_grad=kernel_grad, rngs=rngs)
@@ -68,7 +68,7 @@ class LateralFusion(nnx.Module):
     """Fast -> slow: conv (k,1,1) stride (alpha,1,1) pad (k//2,0,0), then BN + ReLU unless conv-only."""
 
     def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int, alpha: int, only_conv: bool,
-                 eps: float, dtype: jnp.dtype, conv3d: str = "folded", kernel_grad: str = "xla",
+                 eps: float, dtype: jnp.dtype, conv3d: str = "folded", kernel_grad: str = "auto",
                  rngs: nnx.Rngs):
         self.conv = Conv3d(in_channels, out_channels, (kernel_size, 1, 1), stride=(alpha, 1, 1),
                            padding=(kernel_size // 2, 0, 0), dtype=dtype, path=conv3d, kernel_grad=kernel_grad,
@@ -133,7 +133,7 @@ class SlowFast(nnx.Module):
     """
 
     def __init__(self, backbone_config: ml_collections.ConfigDict, *, dtype: jnp.dtype | str = jnp.float32,
-                 remat: bool = False, conv3d: str = "auto", kernel_grad: str = "xla", rngs: nnx.Rngs):
+                 remat: bool = False, conv3d: str = "auto", kernel_grad: str = "auto", rngs: nnx.Rngs):
         cfg = backbone_config
         _check_config(cfg)
         width, beta, alpha = int(cfg.width), float(cfg.beta), int(cfg.alpha)

@@ -35,15 +35,16 @@ class TinyBackbone(nnx.Module):
 
 
 class FoldedConvBackbone(nnx.Module):
-    """TinyBackbone with the library's folded Conv3d: two stride-1 1x3x3 kernels (the second dilated, as res5's,
-    and rematerialised), i.e. the per-tap kernel gradient inside the sharded step's `shard_map`."""
+    """TinyBackbone with the library's folded Conv3d inside the sharded step's `shard_map`: a 3x3x3 stem on the
+    3 input channels ("auto": temporal taps as outputs, the per-row kernel gradient) and a stride-1 dilated
+    1x3x3 kernel, as res5's, rematerialised ("taps": the per-tap kernel gradient)."""
 
     def __init__(self, *, rngs: nnx.Rngs):
         self.mean = nnx.BatchStat(jnp.full((3,), 0.1))
         self.var = nnx.BatchStat(jnp.full((3,), 2.0))
-        self.conv1 = Conv3d(3, 6, (1, 3, 3), padding=(0, 1, 1), path="folded", kernel_grad="auto", rngs=rngs)
+        self.conv1 = Conv3d(3, 6, 3, padding=1, path="folded", kernel_grad="auto", rngs=rngs)
         self.conv2 = Conv3d(6, 4, (1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2), path="folded",
-                            kernel_grad="auto", rngs=rngs)
+                            kernel_grad="taps", rngs=rngs)
 
     def __call__(self, clips):
         x = jax.nn.relu(self.conv1((clips - self.mean[...]) / jnp.sqrt(self.var[...])))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from acar_jax.models import layers
 from acar_jax.models.layers import Conv3d, conv2d_tap_kernel_grad, resolve_conv3d
 from acar_jax.models.slowfast import SlowFast
 from configs.default import get_config
@@ -74,21 +75,33 @@ def _loss_and_grads(conv: Conv3d, x: jax.Array, *, remat: bool = False):
     return jax.jit(jax.value_and_grad(jax.checkpoint(loss) if remat else loss, argnums=(0, 1)))(params, x)
 
 
-@pytest.mark.parametrize(("kwargs", "taps"), [(dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), True),
-                                              (dict(kernel_size=(1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2)),
-                                               True),
-                                              (dict(kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3)),
-                                               True),
-                                              (dict(kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3)),
-                                               False)])
-def test_auto_kernel_grad_takes_the_per_tap_form_on_stride_1_kernels_and_the_slow_stem(kwargs, taps):
-    """Where each form was measured faster: per-tap on stride-1 spatial kernels and the single-frame (slow) stem,
-    XLA's on the fast stem (5 frames folded into 15 channels)."""
-    conv = Conv3d(3, 4, path="folded", kernel_grad="auto", rngs=nnx.Rngs(0), **kwargs)
-    x = jnp.zeros((1, 5, 9, 9, 3), jnp.float32)
-    assert ("custom_vjp_call" in str(jax.make_jaxpr(conv)(x))) == taps
-    default = Conv3d(3, 4, path="folded", rngs=nnx.Rngs(0), **kwargs)           # "xla" until measured
-    assert "custom_vjp_call" not in str(jax.make_jaxpr(default)(x))
+@pytest.mark.parametrize(("kwargs", "channels", "form"),
+                         [(dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), 6, {"auto": None, "taps": "tap"}),
+                          (dict(kernel_size=(1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2)), 6,
+                           {"auto": None, "taps": "tap"}),
+                          (dict(kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3)), 3,
+                           {"auto": "row", "taps": "tap"}),
+                          (dict(kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3)), 3,
+                           {"auto": "row", "taps": "tap"}),
+                          (dict(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)), 6,
+                           {"auto": None, "taps": None})])
+def test_kernel_grad_forms_are_taken_where_measured_faster(kwargs, channels, form, monkeypatch):
+    """"auto" (the default): the stems' kernel gradient one matmul per kernel row, XLA's elsewhere; "taps": one
+    matmul per tap on every kernel run as one 2-D convolution (not the strided ones, which are matmuls already);
+    "xla": never a custom rule."""
+    calls = []
+    for name, label in (("_kernel_grad_per_tap", "tap"), ("_kernel_grad_per_row", "row")):
+        original = getattr(layers, name)
+        monkeypatch.setattr(layers, name, lambda *a, _f=original, _l=label: calls.append(_l) or _f(*a))
+    x = jnp.zeros((1, 5, 9, 9, channels), jnp.float32)
+    for kernel_grad in ("auto", "taps", "xla"):
+        conv = Conv3d(channels, 4, path="folded", kernel_grad=kernel_grad, rngs=nnx.Rngs(0), **kwargs)
+        graphdef, params = nnx.split(conv)
+        calls.clear()
+        jax.make_jaxpr(jax.grad(lambda p, g=graphdef: jnp.sum(nnx.merge(g, p)(x))))(params)
+        taken = form.get(kernel_grad)
+        assert calls == ([] if taken is None else [taken]), kernel_grad
+    assert Conv3d(channels, 4, rngs=nnx.Rngs(0), **kwargs).kernel_grad == "auto"
     with pytest.raises(ValueError, match="kernel_grad must be one of"):
         Conv3d(3, 4, 3, kernel_grad="im2col", rngs=nnx.Rngs(0))
 
@@ -98,23 +111,27 @@ def test_auto_kernel_grad_takes_the_per_tap_form_on_stride_1_kernels_and_the_slo
                                                     6),
                                                    (dict(kernel_size=(3, 3, 3), stride=(1, 2, 2), padding=1), 3)])
 def test_per_tap_kernel_gradient_equals_xla_under_jit_remat_and_bf16(kwargs, channels):
-    """The per-tap kernel gradient ("taps"; forced also on a strided 3-channel kernel, a stem's form) against XLA's
-    ("xla"): 1e-5 in float32 under jit + remat; in bfloat16 within bf16 rounding; float32 parameter gradients."""
+    """The per-tap kernel gradient ("taps"; also on a strided 3-channel kernel, a stem's form) and "auto" (the
+    per-row form on that stem) against XLA's ("xla"): 1e-5 in float32 under jit + remat; in bfloat16 within bf16
+    rounding; float32 parameter gradients."""
     x = jnp.asarray(np.random.RandomState(2).randn(2, 6, 11, 9, channels).astype(np.float32))
     for dtype, tol in ((jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)):
-        results = [_loss_and_grads(Conv3d(channels, 5, path="folded", kernel_grad=form, dtype=dtype,
-                                          rngs=nnx.Rngs(1), **kwargs), x, remat=True) for form in ("xla", "taps")]
-        (loss_x, grads_x), (loss_t, grads_t) = results
-        np.testing.assert_allclose(loss_x, loss_t, rtol=tol)
-        for a, b in zip(jax.tree.leaves(grads_x), jax.tree.leaves(grads_t), strict=True):
-            assert a.dtype == b.dtype == jnp.float32
-            scale = max(float(jnp.max(jnp.abs(a))), 1.0)
-            np.testing.assert_allclose(a, b, atol=tol * scale, rtol=tol)
+        forms = ("xla", "taps", "auto")   # "auto": the by-row form where the input has 3 channels
+        (loss_x, grads_x), *others = [_loss_and_grads(Conv3d(channels, 5, path="folded", kernel_grad=form,
+                                                             dtype=dtype, rngs=nnx.Rngs(1), **kwargs), x, remat=True)
+                                      for form in forms]
+        for loss_t, grads_t in others:
+            np.testing.assert_allclose(loss_x, loss_t, rtol=tol)
+            for a, b in zip(jax.tree.leaves(grads_x), jax.tree.leaves(grads_t), strict=True):
+                assert a.dtype == b.dtype == jnp.float32
+                scale = max(float(jnp.max(jnp.abs(a))), 1.0)
+                np.testing.assert_allclose(a, b, atol=tol * scale, rtol=tol)
 
 
-def test_per_tap_kernel_gradient_accumulates_bf16_in_float32():
-    """bf16 inputs: the kernel gradient is the float32 sum of bf16 products rounded once to bf16 (as XLA:CPU's
-    convolution accumulates), not a bf16 running sum."""
+@pytest.mark.parametrize("by_row", [False, True])
+def test_matmul_kernel_gradient_accumulates_bf16_in_float32(by_row):
+    """bf16 inputs: the kernel gradient (per tap or per kernel row) is the float32 sum of bf16 products rounded
+    once to bf16 (as XLA:CPU's convolution accumulates), not a bf16 running sum."""
     rng = np.random.RandomState(3)
     x = jnp.asarray(rng.randn(4, 16, 16, 8), jnp.bfloat16)
     k = jnp.asarray(rng.randn(3, 3, 8, 8), jnp.bfloat16)
@@ -123,7 +140,7 @@ def test_per_tap_kernel_gradient_accumulates_bf16_in_float32():
 
     @jax.jit
     def kernel_grad(x, k, dy):
-        return jax.vjp(lambda k: conv2d_tap_kernel_grad(x, k, *args), k)[1](dy)[0]
+        return jax.vjp(lambda k: conv2d_tap_kernel_grad(x, k, *args, by_row), k)[1](dy)[0]
 
     got = kernel_grad(x, k, dy)
     f32 = (a.astype(jnp.float32) for a in (x, k, dy))

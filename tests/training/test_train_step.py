@@ -47,8 +47,8 @@ def test_eight_devices_equal_one_device_after_three_steps(eight_devices, one_dev
 
 
 def test_folded_convs_eight_devices_equal_one_device_after_three_steps(eight_devices, one_device):
-    """The library's folded Conv3d (stride-1 1x3x3 kernels: per-tap kernel gradient, one of them dilated and
-    rematerialised) inside the sharded step: 8 devices == 1 device, and the convolutions did train."""
+    """The library's folded Conv3d (a 3x3x3 stem with the per-row kernel gradient; a dilated, rematerialised
+    1x3x3 with the per-tap one) inside the sharded step: 8 devices == 1 device, and the convolutions did train."""
     keys = [k for k in one_device if k.startswith("folded_three_steps/")]
     initial = h.flat(nnx.state(h.TinyDetector(rngs=nnx.Rngs(params=0, dropout=1), folded_convs=True), nnx.Param))
     assert {k.split("/", 1)[1] for k in keys} == set(initial)
