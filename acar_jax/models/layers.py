@@ -18,6 +18,10 @@ Triple = tuple[int, int, int]
 
 CONV3D_PATHS = ("auto", "native", "folded")   # config.model.conv3d
 KERNEL_GRADS = ("auto", "taps", "xla")        # Conv3d(kernel_grad=...): see Conv3d
+# A multi-frame stem takes the taps-as-outputs form ("auto") only from this many outputs (kt * out): XLA:CPU's 7x7
+# stride-2 convolution of 3 channels ran R50's 5 x 8 = 40 outputs at 56 GFLOP/s but the tiny model's 5 x 4 = 20 at
+# 7 GFLOP/s, 4x slower than that stem's folded form (measured, docs/performance.md).
+STEM_TAP_OUTPUTS_MIN = 40
 
 
 def resolve_conv3d(path: str, backend: str | None = None) -> str:
@@ -181,10 +185,11 @@ class Conv3d(nnx.Module):
     Padding is explicit and symmetric per axis, exactly as PyTorch's `padding=(pt, ph, pw)`. `path`: "native"
     (one 3-D `conv_general_dilated`) or "folded" (time folded into the batch; see `__call__`), same sums and
     parameters; `resolve_conv3d` picks one per backend. `kernel_grad` (folded path only; config
-    model.conv_kernel_grad): "auto" (default) runs the stems (at most 3 input channels) with their temporal taps
-    as output channels and their kernel gradient as one matmul per kernel row (`_stem_by_rows`), XLA's kernel
-    gradient elsewhere; "taps" computes the kernel gradient of every kernel it runs as one 2-D convolution (the
-    stride-1 spatial kernels and the stems) as one matmul per tap; "xla" leaves every kernel gradient to XLA.
+    model.conv_kernel_grad): "auto" (default) runs the stems (at most 3 input channels; a multi-frame one from
+    STEM_TAP_OUTPUTS_MIN outputs) with their temporal taps as output channels and their kernel gradient as one
+    matmul per kernel row (`_stem_by_rows`), XLA's kernel gradient elsewhere; "taps" computes the kernel
+    gradient of every kernel it runs as one 2-D convolution (the stride-1 spatial kernels and the stems) as one
+    matmul per tap; "xla" leaves every kernel gradient to XLA.
     Same sums in each; which is faster per layer was measured on a quiet machine (docs/performance.md;
     benchmarks/step_breakdown.py --layers).
     """
@@ -237,7 +242,8 @@ class Conv3d(nnx.Module):
         if kt > 1 and (kh, kw) == (1, 1) and (st, sh, sw) == (1, 1, 1):
             return _temporal_conv_shifting_outputs(x, kernel[:, 0, 0], pt, dt)
         conv_args = ((sh, sw), ((ph, ph), (pw, pw)), (dh, dw))
-        if x.shape[-1] <= 3 and (kh, kw) != (1, 1) and self.kernel_grad == "auto":
+        if (self.kernel_grad == "auto" and x.shape[-1] <= 3 and (kh, kw) != (1, 1)
+                and (kt == 1 or kt * kernel.shape[-1] >= STEM_TAP_OUTPUTS_MIN)):
             return self._stem_by_rows(x, kernel, t_out, conv_args)
         if pt:
             x = jnp.pad(x, ((0, 0), (pt, pt), (0, 0), (0, 0), (0, 0)))

@@ -42,8 +42,8 @@ class FoldedConvBackbone(nnx.Module):
     def __init__(self, *, rngs: nnx.Rngs):
         self.mean = nnx.BatchStat(jnp.full((3,), 0.1))
         self.var = nnx.BatchStat(jnp.full((3,), 2.0))
-        self.conv1 = Conv3d(3, 6, 3, padding=1, path="folded", kernel_grad="auto", rngs=rngs)
-        self.conv2 = Conv3d(6, 4, (1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2), path="folded",
+        self.conv1 = Conv3d(3, 14, 3, padding=1, path="folded", kernel_grad="auto", rngs=rngs)  # 3 x 14 >= 40
+        self.conv2 = Conv3d(14, 4, (1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2), path="folded",
                             kernel_grad="taps", rngs=rngs)
 
     def __call__(self, clips):

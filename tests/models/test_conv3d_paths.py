@@ -75,18 +75,21 @@ def _loss_and_grads(conv: Conv3d, x: jax.Array, *, remat: bool = False):
     return jax.jit(jax.value_and_grad(jax.checkpoint(loss) if remat else loss, argnums=(0, 1)))(params, x)
 
 
-@pytest.mark.parametrize(("kwargs", "channels", "form"),
-                         [(dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), 6, {"auto": None, "taps": "tap"}),
-                          (dict(kernel_size=(1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2)), 6,
+@pytest.mark.parametrize(("kwargs", "channels", "out", "form"),
+                         [(dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), 6, 4, {"auto": None, "taps": "tap"}),
+                          (dict(kernel_size=(1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2)), 6, 4,
                            {"auto": None, "taps": "tap"}),
-                          (dict(kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3)), 3,
+                          (dict(kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3)), 3, 4,
                            {"auto": "row", "taps": "tap"}),
-                          (dict(kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3)), 3,
+                          (dict(kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3)), 3, 8,
                            {"auto": "row", "taps": "tap"}),
-                          (dict(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)), 6,
+                          (dict(kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3)), 3, 4,
+                           {"auto": None, "taps": "tap"}),
+                          (dict(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)), 6, 4,
                            {"auto": None, "taps": None})])
-def test_kernel_grad_forms_are_taken_where_measured_faster(kwargs, channels, form, monkeypatch):
-    """"auto" (the default): the stems' kernel gradient one matmul per kernel row, XLA's elsewhere; "taps": one
+def test_kernel_grad_forms_are_taken_where_measured_faster(kwargs, channels, out, form, monkeypatch):
+    """"auto" (the default): the stems' kernel gradient one matmul per kernel row (a 5-frame stem only from
+    STEM_TAP_OUTPUTS_MIN = 40 outputs: R50's 5 x 8, not the tiny model's 5 x 4), XLA's elsewhere; "taps": one
     matmul per tap on every kernel run as one 2-D convolution (not the strided ones, which are matmuls already);
     "xla": never a custom rule."""
     calls = []
@@ -95,13 +98,14 @@ def test_kernel_grad_forms_are_taken_where_measured_faster(kwargs, channels, for
         monkeypatch.setattr(layers, name, lambda *a, _f=original, _l=label: calls.append(_l) or _f(*a))
     x = jnp.zeros((1, 5, 9, 9, channels), jnp.float32)
     for kernel_grad in ("auto", "taps", "xla"):
-        conv = Conv3d(channels, 4, path="folded", kernel_grad=kernel_grad, rngs=nnx.Rngs(0), **kwargs)
+        conv = Conv3d(channels, out, path="folded", kernel_grad=kernel_grad, rngs=nnx.Rngs(0), **kwargs)
         graphdef, params = nnx.split(conv)
         calls.clear()
         jax.make_jaxpr(jax.grad(lambda p, g=graphdef: jnp.sum(nnx.merge(g, p)(x))))(params)
         taken = form.get(kernel_grad)
         assert calls == ([] if taken is None else [taken]), kernel_grad
-    assert Conv3d(channels, 4, rngs=nnx.Rngs(0), **kwargs).kernel_grad == "auto"
+    assert layers.STEM_TAP_OUTPUTS_MIN == 40
+    assert Conv3d(channels, out, rngs=nnx.Rngs(0), **kwargs).kernel_grad == "auto"
     with pytest.raises(ValueError, match="kernel_grad must be one of"):
         Conv3d(3, 4, 3, kernel_grad="im2col", rngs=nnx.Rngs(0))
 
@@ -117,11 +121,11 @@ def test_per_tap_kernel_gradient_equals_xla_under_jit_remat_and_bf16(kwargs, cha
     x = jnp.asarray(np.random.RandomState(2).randn(2, 6, 11, 9, channels).astype(np.float32))
     for dtype, tol in ((jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)):
         forms = ("xla", "taps", "auto")   # "auto": the by-row form where the input has 3 channels
-        (loss_x, grads_x), *others = [_loss_and_grads(Conv3d(channels, 5, path="folded", kernel_grad=form,
+        (loss_x, grads_x), *others = [_loss_and_grads(Conv3d(channels, 14, path="folded", kernel_grad=form,
                                                              dtype=dtype, rngs=nnx.Rngs(1), **kwargs), x, remat=True)
                                       for form in forms]
         for loss_t, grads_t in others:
-            np.testing.assert_allclose(loss_x, loss_t, rtol=tol)
+            np.testing.assert_allclose(loss_x, loss_t, rtol=tol, atol=10 * tol)   # a sum of ~10^3 terms
             for a, b in zip(jax.tree.leaves(grads_x), jax.tree.leaves(grads_t), strict=True):
                 assert a.dtype == b.dtype == jnp.float32
                 scale = max(float(jnp.max(jnp.abs(a))), 1.0)
