@@ -72,58 +72,38 @@ def _conv2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: 
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def _kernel_grad_per_tap(x: jax.Array, dy: jax.Array, kernel_shape: Sequence[int], strides: tuple[int, int],
-                         padding: Pads2, dilation: tuple[int, int]) -> jax.Array:
-    """dK[i, j] = X_ij^T dY, summed over every output position, one matmul per kernel tap (float32 result).
+def _kernel_grad_by_matmul(x: jax.Array, dy: jax.Array, kernel_shape: Sequence[int], strides: tuple[int, int],
+                           padding: Pads2, dilation: tuple[int, int], by_row: bool) -> jax.Array:
+    """dK[i, j] = X_ij^T dY summed over every output position, as matmuls (float32 result).
 
-    X_ij is the (padded) input window that tap (i, j) reads: a strided slice, [N * H' * W', in]. The contraction
-    is over the rows of both operands, which the matmul reads in place (no transposed copies). Accumulation is
-    in float32 whatever the inputs' dtype, as XLA:CPU's bf16 convolutions accumulate; the caller rounds once.
+    X_ij is the (padded) input window that tap (i, j) reads: a strided slice, [N * H' * W', in]. Per tap
+    (`by_row` False): one matmul per X_ij. Per kernel row (True): the kw windows of row i side by side,
+    P_i [N * H' * W', kw * in] (an im2col of one row: for a stem's 3 channels a matmul 21 columns deep instead
+    of 3, with one row's patches alive at a time), one matmul per row. The contraction is over the rows of both
+    operands, which the matmul reads in place (no transposed copies). Accumulation is in float32 whatever the
+    inputs' dtype, as XLA:CPU's bf16 convolutions accumulate; the caller rounds once.
     """
     kh, kw, cin, cout = kernel_shape
     (sh, sw), (dh, dw) = strides, dilation
     n, ho, wo = dy.shape[:3]
     xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
     dy2 = dy.reshape((-1, cout))
-    taps = []
-    for i in range(kh):
-        for j in range(kw):
-            start = (0, i * dh, j * dw, 0)
-            limit = (n, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1, cin)
-            window = jax.lax.slice(xp, start, limit, (1, sh, sw, 1)).reshape((-1, cin))
-            taps.append(jax.lax.dot_general(window, dy2, (((0,), (0,)), ((), ())),
-                                            preferred_element_type=jnp.float32))
-    return jnp.stack(taps).reshape((kh, kw, cin, cout))
-
-
-def _kernel_grad_per_row(x: jax.Array, dy: jax.Array, kernel_shape: Sequence[int], strides: tuple[int, int],
-                         padding: Pads2, dilation: tuple[int, int]) -> jax.Array:
-    """dK[i] = P_i^T dY, one matmul per kernel row i (float32 result), P_i = the kw windows of row i side by side.
-
-    P_i [N * H' * W', kw * in] is an im2col of one kernel row: for a stem (3 input channels) that makes the
-    matmul 21 columns deep instead of 3 per tap, while only one row's patches exist at a time.
-    """
-    kh, kw, cin, cout = kernel_shape
-    (sh, sw), (dh, dw) = strides, dilation
-    n, ho, wo = dy.shape[:3]
-    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
-    dy2 = dy.reshape((-1, cout))
-    rows = []
+    parts = []
     for i in range(kh):
         windows = [jax.lax.slice(xp, (0, i * dh, j * dw, 0),
                                  (n, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1, cin), (1, sh, sw, 1))
                    for j in range(kw)]
-        patches = jnp.concatenate(windows, axis=-1).reshape((-1, kw * cin))
-        rows.append(jax.lax.dot_general(patches, dy2, (((0,), (0,)), ((), ())),
-                                        preferred_element_type=jnp.float32))
-    return jnp.stack(rows).reshape((kh, kw, cin, cout))
+        for lhs in ([jnp.concatenate(windows, axis=-1)] if by_row else windows):
+            parts.append(jax.lax.dot_general(lhs.reshape((-1, lhs.shape[-1])), dy2, (((0,), (0,)), ((), ())),
+                                             preferred_element_type=jnp.float32))
+    return jnp.stack(parts).reshape((kh, kw, cin, cout))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def conv2d_tap_kernel_grad(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: Pads2,
                            dilation: tuple[int, int], by_row: bool = False) -> jax.Array:
     """XLA's 2-D convolution (forward and input gradient), with the kernel gradient as one matmul per tap
-    (`by_row` False) or per kernel row (True: `_kernel_grad_per_row`, for inputs with few channels).
+    (`by_row` False) or per kernel row (True, for inputs with few channels: `_kernel_grad_by_matmul`).
 
     Why: XLA:CPU computes a convolution's kernel gradient as a convolution with the batch as contraction plus
     transposed copies of both operands, the largest item of the R50 CPU train step's profile (the stems'
@@ -141,8 +121,7 @@ def _tap_bwd(strides, padding, dilation, by_row, residuals, dy):
     x, kernel = residuals
     _, input_vjp = jax.vjp(lambda x_: _conv2d(x_, kernel, strides, padding, dilation), x)
     (dx,) = input_vjp(dy)   # dead code under jit where x is data (the stems): XLA drops it
-    kernel_grad = _kernel_grad_per_row if by_row else _kernel_grad_per_tap
-    dk = kernel_grad(x, dy, kernel.shape, strides, padding, dilation)
+    dk = _kernel_grad_by_matmul(x, dy, kernel.shape, strides, padding, dilation, by_row)
     return dx, dk.astype(kernel.dtype)
 
 

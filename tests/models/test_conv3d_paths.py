@@ -93,9 +93,9 @@ def test_kernel_grad_forms_are_taken_where_measured_faster(kwargs, channels, out
     matmul per tap on every kernel run as one 2-D convolution (not the strided ones, which are matmuls already);
     "xla": never a custom rule."""
     calls = []
-    for name, label in (("_kernel_grad_per_tap", "tap"), ("_kernel_grad_per_row", "row")):
-        original = getattr(layers, name)
-        monkeypatch.setattr(layers, name, lambda *a, _f=original, _l=label: calls.append(_l) or _f(*a))
+    original = layers._kernel_grad_by_matmul
+    monkeypatch.setattr(layers, "_kernel_grad_by_matmul",
+                        lambda *args: calls.append("row" if args[-1] else "tap") or original(*args))
     x = jnp.zeros((1, 5, 9, 9, channels), jnp.float32)
     for kernel_grad in ("auto", "taps", "xla"):
         conv = Conv3d(channels, out, path="folded", kernel_grad=kernel_grad, rngs=nnx.Rngs(0), **kwargs)
