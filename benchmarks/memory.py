@@ -4,12 +4,15 @@ shapes (`jax.jit(...).lower(...).compile()`), so the table is computed on any ma
 (pass JAX_PLATFORMS=cuda / tpu there; XLA:CPU's buffer assignment is not the GPU's or TPU's).
 
     python benchmarks/memory.py [--depths 50,101,152] [--clips 8x8,16x8] [--dtypes float32,bfloat16]
-                                [--remat off,on] [--batches 1,2,4] [--height 256] [--width 455] [--boxes 16]
+                                [--remat off] [--batches 1,2] [--height 256] [--width 455] [--boxes 16]
 
 Columns: args (params, optimiser state, batch), temp (activations and workspace XLA keeps live at the peak),
 total = args + outputs - aliased (donated state) + temp, in GiB per device. Base config:
 configs/ava_slowfast_r50_acar.py with backbone.layers set per depth; 16x8 = 64 frames at stride 2 (alpha 4).
-Each row compiles one program (about 1-4 minutes on 2 CPU cores for R50-R152), so pick the grid with the flags.
+Each row compiles one program (on an idle 2-core CPU about 20-40 s for R50, 40-80 s for R152), so the default
+grid (24 rows, remat off) takes about 15-20 minutes there; add `--remat off,on` for the remat rows. With two or
+more batches per setting, a second table fits total = fixed + per_clip * batch (XLA's per-device memory grows
+linearly in the batch) and prints how many clips per device fit a 16, 40 and 80 GB device.
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ def main() -> None:
     parser.add_argument("--depths", default="50,101,152")
     parser.add_argument("--clips", default="8x8,16x8")
     parser.add_argument("--dtypes", default="float32,bfloat16")
-    parser.add_argument("--remat", default="off,on")
-    parser.add_argument("--batches", default="1,2,4", help="clips per device")
+    parser.add_argument("--remat", default="off")
+    parser.add_argument("--batches", default="1,2", help="clips per device")
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=455)
     parser.add_argument("--boxes", type=int, default=16, help="N_max boxes per clip")
@@ -95,6 +98,7 @@ def main() -> None:
           f"({jax.default_backend()}), conv3d {conv3d}, clips {args.height}x{args.width}, {args.boxes} boxes")
     print(f"{'model':<7}{'clip':<6}{'dtype':<10}{'remat':<7}{'batch':>6}{'args GiB':>10}{'temp GiB':>10}"
           f"{'total GiB':>11}{'compile s':>11}", flush=True)
+    totals: dict[tuple, dict[int, float]] = {}
     for depth in depths:
         for clip in clips:
             for dtype in dtypes:
@@ -114,6 +118,35 @@ def main() -> None:
                         print(f"{'R' + str(depth):<7}{clip:<6}{dtype:<10}{remat:<7}{batch:>6}"
                               f"{mem.argument_size_in_bytes / GIB:>10.2f}{mem.temp_size_in_bytes / GIB:>10.2f}"
                               f"{total / GIB:>11.2f}{seconds:>11.0f}", flush=True)
+                        totals.setdefault((depth, clip, dtype, remat), {})[batch] = total
+    print_fits(totals)
+
+
+DEVICE_GB = (16, 40, 80)
+
+
+def clips_that_fit(by_batch: dict[int, float], device_bytes: float) -> int:
+    """Largest per-device batch under `device_bytes`, from a straight line through the smallest and largest
+    measured batch (fixed + per_clip * batch)."""
+    lo, hi = min(by_batch), max(by_batch)
+    per_clip = (by_batch[hi] - by_batch[lo]) / (hi - lo)
+    fixed = by_batch[lo] - per_clip * lo
+    return max(0, int((device_bytes - fixed) // per_clip)) if per_clip > 0 else 0
+
+
+def print_fits(totals: dict[tuple, dict[int, float]]) -> None:
+    """Per setting with >= 2 batches: GiB per extra clip and the clips per device that fit DEVICE_GB."""
+    rows = {key: by_batch for key, by_batch in totals.items() if len(by_batch) >= 2}
+    if not rows:
+        return
+    print(f"\nlinear fit over the batches; clips per device that fit a {' / '.join(map(str, DEVICE_GB))} GB device "
+          "(this backend's buffer assignment; leave headroom for the runtime)")
+    print(f"{'model':<7}{'clip':<6}{'dtype':<10}{'remat':<7}{'GiB/clip':>9}{'fits':>14}")
+    for (depth, clip, dtype, remat), by_batch in rows.items():
+        lo, hi = min(by_batch), max(by_batch)
+        per_clip = (by_batch[hi] - by_batch[lo]) / (hi - lo) / GIB
+        fits = " / ".join(str(clips_that_fit(by_batch, gb * 1e9)) for gb in DEVICE_GB)
+        print(f"{'R' + str(depth):<7}{clip:<6}{dtype:<10}{remat:<7}{per_clip:>9.2f}{fits:>14}")
 
 
 if __name__ == "__main__":
