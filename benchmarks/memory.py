@@ -125,12 +125,16 @@ def main() -> None:
 DEVICE_GB = (16, 40, 80)
 
 
-def clips_that_fit(by_batch: dict[int, float], device_bytes: float) -> int:
-    """Largest per-device batch under `device_bytes`, from a straight line through the smallest and largest
-    measured batch (fixed + per_clip * batch)."""
+def linear_fit(by_batch: dict[int, float]) -> tuple[float, float]:
+    """(fixed, per_clip) of the straight line through the smallest and largest measured batch."""
     lo, hi = min(by_batch), max(by_batch)
     per_clip = (by_batch[hi] - by_batch[lo]) / (hi - lo)
-    fixed = by_batch[lo] - per_clip * lo
+    return by_batch[lo] - per_clip * lo, per_clip
+
+
+def clips_that_fit(by_batch: dict[int, float], device_bytes: float) -> int:
+    """Largest per-device batch under `device_bytes` on `linear_fit`'s line (fixed + per_clip * batch)."""
+    fixed, per_clip = linear_fit(by_batch)
     return max(0, int((device_bytes - fixed) // per_clip)) if per_clip > 0 else 0
 
 
@@ -143,8 +147,7 @@ def print_fits(totals: dict[tuple, dict[int, float]]) -> None:
           "(this backend's buffer assignment; leave headroom for the runtime)")
     print(f"{'model':<7}{'clip':<6}{'dtype':<10}{'remat':<7}{'GiB/clip':>9}{'fits':>14}")
     for (depth, clip, dtype, remat), by_batch in rows.items():
-        lo, hi = min(by_batch), max(by_batch)
-        per_clip = (by_batch[hi] - by_batch[lo]) / (hi - lo) / GIB
+        per_clip = linear_fit(by_batch)[1] / GIB
         fits = " / ".join(str(clips_that_fit(by_batch, gb * 1e9)) for gb in DEVICE_GB)
         print(f"{'R' + str(depth):<7}{clip:<6}{dtype:<10}{remat:<7}{per_clip:>9.2f}{fits:>14}")
 

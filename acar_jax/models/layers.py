@@ -150,12 +150,17 @@ def _temporal_conv_shifting_outputs(x: jax.Array, kernel: jax.Array, pad: int, d
     1.4-12x faster (R50 layers, README "Performance"). Same sums; only the summation order of the taps differs.
     """
     kt, cin, cout = kernel.shape
-    batch, frames = x.shape[:2]
-    t_out = frames + 2 * pad - dilation * (kt - 1)
+    t_out = x.shape[1] + 2 * pad - dilation * (kt - 1)
     products = x.reshape((-1, cin)) @ jnp.moveaxis(kernel, 0, 1).reshape((cin, kt * cout))
-    products = products.reshape((batch, frames, *x.shape[2:4], kt, cout))
+    return _shift_and_sum_taps(products.reshape((*x.shape[:4], kt, cout)), pad, 1, dilation, t_out)
+
+
+def _shift_and_sum_taps(products: jax.Array, pad: int, stride: int, dilation: int, t_out: int) -> jax.Array:
+    """products [B, T, H, W, kt, out] (every frame times every temporal tap) -> [B, t_out, H, W, out]:
+    out[t] = sum_i products[t * stride + i * dilation - pad, tap i], zero outside the clip."""
     products = jnp.pad(products, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0), (0, 0)))
-    return sum(products[:, i * dilation: i * dilation + t_out, :, :, i] for i in range(kt))
+    return sum(products[:, i * dilation: i * dilation + stride * (t_out - 1) + 1: stride, :, :, i]
+               for i in range(products.shape[4]))
 
 
 class Conv3d(nnx.Module):
@@ -268,13 +273,11 @@ class Conv3d(nnx.Module):
         + kernel gradient 1.35x and the slow stem's 1.4x faster (docs/performance.md)."""
         kt, kh, kw, cin, cout = kernel.shape
         (pt,), (st,), (dt,) = self.padding[:1], self.stride[:1], self.dilation[:1]
-        batch, frames = x.shape[:2]
         taps_out = jnp.moveaxis(kernel, 0, 3).reshape((kh, kw, cin, kt * cout))         # [kh, kw, in, kt*out]
         flat = x.reshape((-1, *x.shape[2:]))
         products = conv2d_tap_kernel_grad(flat, vary_like(taps_out, flat), *conv_args, True)
-        products = products.reshape((batch, frames, *products.shape[1:3], kt, cout))
-        products = jnp.pad(products, ((0, 0), (pt, pt), (0, 0), (0, 0), (0, 0), (0, 0)))
-        return sum(products[:, i * dt: i * dt + st * (t_out - 1) + 1: st, :, :, i] for i in range(kt))
+        products = products.reshape((*x.shape[:2], *products.shape[1:3], kt, cout))
+        return _shift_and_sum_taps(products, pt, st, dt, t_out)
 
 
 class FrozenBatchNorm(nnx.Module):
