@@ -157,10 +157,24 @@ def _temporal_conv_shifting_outputs(x: jax.Array, kernel: jax.Array, pad: int, d
 
 def _shift_and_sum_taps(products: jax.Array, pad: int, stride: int, dilation: int, t_out: int) -> jax.Array:
     """products [B, T, H, W, kt, out] (every frame times every temporal tap) -> [B, t_out, H, W, out]:
-    out[t] = sum_i products[t * stride + i * dilation - pad, tap i], zero outside the clip."""
-    products = jnp.pad(products, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0), (0, 0)))
-    return sum(products[:, i * dilation: i * dilation + stride * (t_out - 1) + 1: stride, :, :, i]
-               for i in range(products.shape[4]))
+    out[t] = sum_i products[t * stride + i * dilation - pad, tap i], zero outside the clip.
+
+    Each tap's valid frames are sliced and padded on their own, so XLA fuses the pads into the sum; padding the
+    products once and slicing the taps from that copy materialised it (R50's fast stem: 54 ms of 105)."""
+    frames, out = products.shape[1], None
+    for i in range(products.shape[4]):
+        offset = i * dilation - pad                        # output t reads frame t * stride + offset
+        t_lo = max(0, -(offset // stride))
+        t_hi = min(t_out, (frames - 1 - offset) // stride + 1)
+        if t_hi <= t_lo:
+            continue
+        start = t_lo * stride + offset
+        part = products[:, start: start + stride * (t_hi - t_lo - 1) + 1: stride, :, :, i]
+        part = jnp.pad(part, ((0, 0), (t_lo, t_out - t_hi), (0, 0), (0, 0), (0, 0)))
+        out = part if out is None else out + part
+    if out is None:
+        return jnp.zeros((products.shape[0], t_out, *products.shape[2:4], products.shape[5]), products.dtype)
+    return out
 
 
 class Conv3d(nnx.Module):
@@ -303,12 +317,51 @@ class FrozenBatchNorm(nnx.Module):
 
 
 def stem_max_pool(x: jax.Array) -> jax.Array:
-    """PyTorch `MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))` on NTHWC; pads with -inf."""
+    """PyTorch `MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))` on NTHWC; pads with -inf.
+
+    The gradient goes to the first maximum of each window in row-major order, as PyTorch's (and XLA's
+    select-and-scatter) does, but through `_stem_pool_windows`' strided slices: XLA:CPU expands the
+    select-and-scatter of `reduce_window`'s gradient into iota/scatter loops that took 238 ms for R50's slow stem
+    pool (forward + backward, batch 2 x 8 x 112^2 x 64) against 50 ms this way (docs/performance.md).
+    """
+    return _stem_max_pool(x, x.shape[2:4])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _stem_max_pool(x: jax.Array, hw: tuple[int, int]) -> jax.Array:
+    del hw  # the input's (H, W), for the backward
     return jax.lax.reduce_window(
-        x, np.array(-np.inf, x.dtype), jax.lax.max,  # numpy constant: lowers to the differentiable max pool
+        x, np.array(-np.inf, x.dtype), jax.lax.max,
         window_dimensions=(1, 1, 3, 3, 1), window_strides=(1, 1, 2, 2, 1),
         padding=((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)),
     )
+
+
+def _stem_pool_windows(x: jax.Array, pad_value: float, out_hw: tuple[int, int]) -> list[jax.Array]:
+    """The 9 taps of the 3x3 / stride-2 / pad-1 pool window, row-major (tap k = (k // 3, k % 3)), each [..., Ho, Wo, C]."""
+    (ho, wo), pad = out_hw, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0))
+    padded = jnp.pad(x, pad, constant_values=pad_value)
+    return [padded[:, :, i: i + 2 * (ho - 1) + 1: 2, j: j + 2 * (wo - 1) + 1: 2] for i in range(3) for j in range(3)]
+
+
+def _stem_pool_fwd(x: jax.Array, hw: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
+    out_hw = ((hw[0] - 1) // 2 + 1, (hw[1] - 1) // 2 + 1)
+    windows = _stem_pool_windows(x, -np.inf, out_hw)
+    best, tap = windows[0], jnp.zeros(windows[0].shape, jnp.int8)
+    for k, value in enumerate(windows[1:], 1):
+        take = (value > best) | jnp.isnan(value)   # PyTorch's rule: a later element wins only if greater (or NaN)
+        best, tap = jnp.where(take, value, best), jnp.where(take, jnp.int8(k), tap)
+    return best, tap
+
+
+def _stem_pool_bwd(hw: tuple[int, int], tap: jax.Array, dy: jax.Array) -> tuple[jax.Array]:
+    zeros = vary_like(jnp.zeros((*tap.shape[:2], *hw, tap.shape[4]), dy.dtype), dy)   # varies as dy in shard_map
+    _, windows_vjp = jax.vjp(lambda x: _stem_pool_windows(x, 0.0, tap.shape[2:4]), zeros)
+    (dx,) = windows_vjp([jnp.where(tap == k, dy, 0).astype(dy.dtype) for k in range(9)])
+    return (dx,)
+
+
+_stem_max_pool.defvjp(_stem_pool_fwd, _stem_pool_bwd)
 
 
 def torch_style_param_count(module: nnx.Module) -> int:

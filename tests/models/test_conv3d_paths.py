@@ -178,3 +178,18 @@ def test_tiny_slowfast_outputs_and_gradients_agree():
     for a, b in zip(leaves_n, leaves_f, strict=True):
         scale = max(float(jnp.max(jnp.abs(a))), 1.0)
         np.testing.assert_allclose(a, b, atol=1e-5 * scale, rtol=1e-5)
+
+
+@pytest.mark.parametrize("frames,taps,pad,stride,dilation",
+                         [(5, 3, 1, 1, 1), (8, 5, 2, 1, 1), (8, 3, 3, 1, 2), (8, 3, 1, 2, 1), (2, 5, 2, 1, 1),
+                          (1, 3, 1, 1, 1), (4, 2, 0, 2, 1), (3, 3, 3, 2, 2)])
+def test_shift_and_sum_taps_equals_padding_the_products_once(frames, taps, pad, stride, dilation):
+    """The per-tap slice + pad form sums exactly what padding all products once and slicing each tap does."""
+    t_out = (frames + 2 * pad - dilation * (taps - 1) - 1) // stride + 1
+    products = jnp.asarray(np.random.default_rng(frames * taps).standard_normal((2, frames, 3, 2, taps, 4)),
+                           jnp.float32)
+    padded = jnp.pad(products, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0), (0, 0)))
+    expected = sum(padded[:, i * dilation: i * dilation + stride * (t_out - 1) + 1: stride, :, :, i]
+                   for i in range(taps))
+    np.testing.assert_array_equal(np.asarray(layers._shift_and_sum_taps(products, pad, stride, dilation, t_out)),
+                                  np.asarray(expected))
