@@ -338,7 +338,7 @@ def _stem_max_pool(x: jax.Array, hw: tuple[int, int]) -> jax.Array:
 
 
 def _stem_pool_windows(x: jax.Array, pad_value: float, out_hw: tuple[int, int]) -> list[jax.Array]:
-    """The 9 taps of the 3x3 / stride-2 / pad-1 pool window, row-major (tap k = (k // 3, k % 3)), each [..., Ho, Wo, C]."""
+    """The 9 taps of the 3x3, stride-2, pad-1 pool window (tap k = row k // 3, column k % 3), each [..., Ho, Wo, C]."""
     (ho, wo), pad = out_hw, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0))
     padded = jnp.pad(x, pad, constant_values=pad_value)
     return [padded[:, :, i: i + 2 * (ho - 1) + 1: 2, j: j + 2 * (wo - 1) + 1: 2] for i in range(3) for j in range(3)]
