@@ -12,7 +12,7 @@ def get_model_config() -> ml_collections.ConfigDict:
     model = ml_collections.ConfigDict()
     model.num_classes = 60            # K: size of the label map's class list
     model.dtype = "float32"           # "bfloat16": convs and matmuls in bf16, params / BN stats / loss in f32
-    model.remat = False               # rematerialise each backbone stage (memory for compute)
+    model.remat = False               # rematerialise each backbone stage (memory for compute; no-op on XLA:CPU)
     model.conv3d = "auto"             # "auto" | "native" | "folded": 3-D convs as lax 3-D convs or time folded
                                       # into the batch (2-D convs / matmuls); auto: folded on CPU, native on GPU/TPU
     model.conv_kernel_grad = "auto"   # folded path: "auto" | "taps" | "xla": how conv kernel gradients are computed
