@@ -45,3 +45,12 @@ def test_stem_max_pool_gradient_under_jit_equals_reduce_window():
     grad = jax.jit(jax.grad(lambda v: jnp.sum(stem_max_pool(v) ** 2)))(x)
     expected = jax.grad(lambda v: jnp.sum(_reduce_window_pool(v) ** 2))(x)
     np.testing.assert_allclose(np.asarray(grad), np.asarray(expected), atol=1e-6)
+
+
+def test_stem_max_pool_bfloat16_gradient_under_remat_equals_reduce_window():
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 2, 9, 11, 5)), jnp.bfloat16)
+    loss = lambda pool: jax.checkpoint(lambda v: jnp.sum(pool(jax.nn.relu(v)).astype(jnp.float32) ** 2))  # noqa: E731
+    grad = jax.jit(jax.grad(loss(stem_max_pool)))(x)
+    expected = jax.jit(jax.grad(loss(_reduce_window_pool)))(x)
+    assert grad.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(grad, np.float32), np.asarray(expected, np.float32))
