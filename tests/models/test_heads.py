@@ -178,3 +178,34 @@ def test_bfloat16_close_to_float32():
     rel = np.abs(a - b).max() / np.abs(a).max()
     print(f"bf16 vs f32: max rel err {rel:.2e}")
     assert b.dtype == np.float32 and rel < 5e-2
+
+
+
+@pytest.mark.parametrize("size", [2, 3, 5])
+def test_valid_conv2d_equals_xla_valid_convolution_with_gradients(size):
+    """Conv2d(padding=0) runs on CPU as a padded convolution with its border outputs cropped; the kept outputs
+    read no padding, so outputs and gradients are those of XLA's valid convolution."""
+    import types  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415
+
+    from acar_jax.models.heads import Conv2d  # noqa: PLC0415
+
+    kernel = Conv2d(6, 5, size, rngs=nnx.Rngs(0)).kernel[...]
+    x = jnp.asarray(np.random.default_rng(size).standard_normal((2, 3, 9, 11, 6)), jnp.float32)
+    cot = jnp.asarray(np.random.default_rng(7).standard_normal((2, 3, 10 - size, 12 - size, 5)), jnp.float32)
+
+    def ours(k, v):
+        return Conv2d.__call__(types.SimpleNamespace(kernel=k, padding=0, dtype=jnp.float32), v)
+
+    def valid(k, v):
+        y = jax.lax.conv_general_dilated(v.reshape((-1, 9, 11, 6)), k, (1, 1), "VALID",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y.reshape((2, 3, *y.shape[1:]))
+
+    assert jax.default_backend() == "cpu"   # the padded-and-cropped form is the CPU one
+    np.testing.assert_allclose(np.asarray(ours(kernel, x)), np.asarray(valid(kernel, x)), atol=1e-6)
+    grads = [jax.jit(jax.grad(lambda k, v, f=f: jnp.sum(f(k, v) * cot), argnums=(0, 1)))(kernel, x)
+             for f in (ours, valid)]
+    for got, want in zip(*grads, strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)  # summation order
