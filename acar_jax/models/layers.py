@@ -357,7 +357,7 @@ def _stem_pool_fwd(x: jax.Array, hw: tuple[int, int]) -> tuple[jax.Array, jax.Ar
 def _stem_pool_bwd(hw: tuple[int, int], tap: jax.Array, dy: jax.Array) -> tuple[jax.Array]:
     zeros = vary_like(jnp.zeros((*tap.shape[:2], *hw, tap.shape[4]), dy.dtype), dy)   # varies as dy in shard_map
     _, windows_vjp = jax.vjp(lambda x: _stem_pool_windows(x, 0.0, tap.shape[2:4]), zeros)
-    (dx,) = windows_vjp([jnp.where(tap == k, dy, 0).astype(dy.dtype) for k in range(9)])
+    (dx,) = windows_vjp([jnp.where(tap == k, dy, 0) for k in range(9)])
     return (dx,)
 
 

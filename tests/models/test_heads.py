@@ -8,6 +8,9 @@ parameter.
 
 from __future__ import annotations
 
+import types
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -15,7 +18,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402, N812
 from flax import nnx  # noqa: E402
 
-from acar_jax.models.heads import ACARHead, LinearHead  # noqa: E402
+from acar_jax.models.heads import ACARHead, Conv2d, LinearHead  # noqa: E402
 from acar_jax.training import losses  # noqa: E402
 from tests.helpers import torch_heads as oracle  # noqa: E402
 
@@ -180,17 +183,10 @@ def test_bfloat16_close_to_float32():
     assert b.dtype == np.float32 and rel < 5e-2
 
 
-
 @pytest.mark.parametrize("size", [2, 3, 5])
 def test_valid_conv2d_equals_xla_valid_convolution_with_gradients(size):
     """Conv2d(padding=0) runs on CPU as a padded convolution with its border outputs cropped; the kept outputs
     read no padding, so outputs and gradients are those of XLA's valid convolution."""
-    import types  # noqa: PLC0415
-
-    import jax  # noqa: PLC0415
-
-    from acar_jax.models.heads import Conv2d  # noqa: PLC0415
-
     kernel = Conv2d(6, 5, size, rngs=nnx.Rngs(0)).kernel[...]
     x = jnp.asarray(np.random.default_rng(size).standard_normal((2, 3, 9, 11, 6)), jnp.float32)
     cot = jnp.asarray(np.random.default_rng(7).standard_normal((2, 3, 10 - size, 12 - size, 5)), jnp.float32)
