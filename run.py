@@ -149,4 +149,7 @@ def cli(hooks_factory=None) -> None:
 
 
 if __name__ == "__main__":
+    from acar_jax.host_memory import reexec_with_huge_pages
+
+    reexec_with_huge_pages("run.py")   # transparent huge pages for XLA's host buffers (acar_jax/host_memory.py)
     cli()

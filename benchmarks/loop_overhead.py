@@ -22,6 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from acar_jax import host_memory  # noqa: E402
+
+if __name__ == "__main__":
+    host_memory.reexec_with_huge_pages(Path(__file__).name)   # as run.py does: the loop users run
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -94,7 +98,7 @@ def main() -> None:
     loop = loop_step_time(config, workdir, args.warmup, args.steps)
     med = statistics.median(bare)
     print(f"{Path(args.config).name}, {jax.device_count()} x {jax.devices()[0].device_kind}, batch "
-          f"{config.train.batch_size}, {args.steps} loop steps after {args.warmup}")
+          f"{config.train.batch_size}, {args.steps} loop steps after {args.warmup}; {host_memory.describe()}")
     print(f"{'bare step median (ms)':>22}{'bare min (ms)':>14}{'loop step (ms)':>15}{'loop / bare median':>20}")
     print(f"{med * 1e3:>22.1f}{min(bare) * 1e3:>14.1f}{loop * 1e3:>15.1f}{loop / med:>20.3f}")
 

@@ -34,6 +34,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from acar_jax import host_memory  # noqa: E402
+
+if __name__ == "__main__":
+    host_memory.reexec_with_huge_pages(Path(__file__).name)   # as run.py does, so the tables time what users run
+
+if "--torch_parts" in sys.argv:
+    # torch and torchvision before jaxlib, as in benchmarks/train_step.py (the other order segfaults on import).
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -126,6 +135,7 @@ def parts(config, shape: Shape, steps: int) -> list[tuple[str, list[float], floa
 
 
 def torch_parts(config, shape: Shape, steps: int, threads: int) -> list[tuple[str, list[float]]]:
+    """PyTorch oracle backbone rows; run only in the `--torch_parts` child (see `run_torch_parts`)."""
     import torch
 
     from benchmarks.train_step import torch_model
@@ -145,6 +155,20 @@ def torch_parts(config, shape: Shape, steps: int, threads: int) -> list[tuple[st
         (slow.sum() + fast.sum()).backward()
 
     return [("backbone fwd", timed(forward, steps)), ("backbone fwd+bwd", timed(forward_backward, steps))]
+
+
+def run_torch_parts(args) -> list[tuple[str, list[float]]]:
+    """`torch_parts` in a child process: PyTorch loaded into a process where XLA:CPU has compiled the R50 step
+    crashes with a segmentation fault (measured: jaxlib 0.10.2, torch 2.14; benchmarks/train_step.py
+    `torch_case`)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--torch_parts", "--config", args.config,
+               "--batch", str(args.batch), "--frames", str(args.frames), "--height", str(args.height),
+               "--width", str(args.width), "--boxes", str(args.boxes), "--steps", str(args.steps),
+               "--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"PyTorch side of --torch failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return [tuple(part) for part in json.loads(done.stdout.strip().splitlines()[-1])]
 
 
 def layer_inputs(layer: tuple, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +228,8 @@ def layers_table(names: list[str], steps: int, threads: int) -> None:
     if done.returncode != 0:
         raise RuntimeError(f"PyTorch side of --layers failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     theirs = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"{jax.devices()[0].device_kind}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, PyTorch "
+    print(f"{jax.devices()[0].device_kind}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
+          f"{host_memory.describe()}, PyTorch "
           f"{theirs['version']} on {theirs['threads']} threads (own process); forward + backward, min of {steps} "
           f"calls, ms; load average {load_before} before, {load_average()} after")
     print(f"{'layer':<12}{'input':<22}{'JAX xla':>9}{'JAX taps':>10}{'JAX auto':>10}{'JAX 3-D':>9}{'PyTorch':>9}"
@@ -236,7 +261,13 @@ def main() -> None:
     parser.add_argument("--layers", nargs="?", const=",".join(layer[0] for layer in LAYERS), default=None,
                         help="time single R50 convolutions instead: comma-separated LAYERS names (default all)")
     parser.add_argument("--torch_layers", default=None, help=argparse.SUPPRESS)  # the child of --layers
+    parser.add_argument("--torch_parts", action="store_true", help=argparse.SUPPRESS)  # the child of --torch
     args = parser.parse_args()
+    if args.torch_parts:
+        config = configure(args.config, None, None)
+        shape = Shape(args.batch, args.frames, args.height, args.width, args.boxes)
+        print(json.dumps(torch_parts(config, shape, args.steps, args.threads)), flush=True)
+        return
     if args.torch_layers:
         import torch
         layers = [layer for layer in LAYERS if layer[0] in args.torch_layers.split(",")]
@@ -260,7 +291,7 @@ def main() -> None:
     step = min(step_times)
     print(f"{Path(args.config).name}, {jax.device_count()} x {jax.devices()[0].device_kind}, batch {shape}, "
           f"conv3d {resolve_conv3d(str(config.model.conv3d))}, kernel_grad {config.model.conv_kernel_grad}; "
-          f"{args.steps} timed calls; load average {load_average()}")
+          f"{host_memory.describe()}; {args.steps} timed calls; load average {load_average()}")
     print(f"{'part':<24}{'min (ms)':>10}{'med (ms)':>10}{'GFLOP':>9}{'GFLOP/s':>9}{'% step':>8}")
     for name, times, flops in rows:
         lo = min(times)
@@ -268,7 +299,7 @@ def main() -> None:
         print(f"{name:<24}{lo * 1e3:>10.0f}{statistics.median(times) * 1e3:>10.0f}{flops / 1e9:>9.1f}"
               f"{flops / lo / 1e9:>9.1f}{share:>8}")
     if args.torch:
-        for name, times in torch_parts(config, shape, args.steps, args.threads):
+        for name, times in run_torch_parts(args):
             print(f"{'torch ' + name:<24}{min(times) * 1e3:>10.0f}{statistics.median(times) * 1e3:>10.0f}")
 
 

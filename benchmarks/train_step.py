@@ -36,6 +36,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from acar_jax import host_memory  # noqa: E402
+
+if __name__ == "__main__":
+    host_memory.reexec_with_huge_pages(Path(__file__).name)   # as run.py does, so the tables time what users run
 
 if "--torch_case" in sys.argv:
     # The PyTorch child: torch and torchvision load before jaxlib and tensorflow, as in tests/conftest.py. The
@@ -282,7 +286,7 @@ def compare_torch(args) -> None:
           f"{resolve_conv3d(args.conv3d or 'auto')}, kernel_grad {config.model.conv_kernel_grad}, dtype "
           f"{args.dtype or 'float32'}, XLA:CPU on "
           f"{os.cpu_count()} threads), {torch_info} (own process); {args.steps} timed calls each; FLOPs of the "
-          f"JAX program (both sides); load average {load_average()}")
+          f"JAX program (both sides); {host_memory.describe()} (both sides); load average {load_average()}")
     print(HEADER)
     print("\n".join(lines))
     print("\n".join(ratios))
@@ -339,7 +343,8 @@ def main() -> None:
     times, flops, first = jax_train(config, shape, args.steps)
     peak = peak_tflops(args.peak_tflops)
     print(f"{Path(args.config).name}, {jax.device_count()} x {jax.devices()[0].device_kind}, batch {shape}, "
-          f"dtype {config.model.dtype}, conv3d {resolve_conv3d(str(config.model.conv3d))}, kernel_grad "
+          f"dtype {config.model.dtype}, {host_memory.describe()}, conv3d "
+          f"{resolve_conv3d(str(config.model.conv3d))}, kernel_grad "
           f"{config.model.conv_kernel_grad}; compile + first step "
           f"{first:.1f} s; steps/s {1 / statistics.median(times):.2f}, clips/s "
           f"{shape.batch / statistics.median(times):.1f}")
