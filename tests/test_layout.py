@@ -18,6 +18,7 @@ STAGES = {
     "data_pipelines": 0,
     "acar_jax": 4,   # the package itself (its __init__); never a prefix of another module's stage
     "acar_jax.batch": 1, "acar_jax.parallel": 1, "acar_jax.config_files": 1, "acar_jax.ops": 1,
+    "acar_jax.host_memory": 1,
     "acar_jax.models": 2,
     "acar_jax.training": 3, "acar_jax.evaluation": 3,
     "acar_jax.experiment": 4, "acar_jax.api": 4, "acar_jax.torch_import": 4, "acar_jax.ava_eval": 4,
