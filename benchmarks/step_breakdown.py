@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -57,6 +56,7 @@ from benchmarks.train_step import (  # noqa: E402
     compiled_flops,
     configure,
     jax_train,
+    json_from_child,
     load_average,
     random_batch,
     timed,
@@ -165,10 +165,7 @@ def run_torch_parts(args) -> list[tuple[str, list[float]]]:
                "--batch", str(args.batch), "--frames", str(args.frames), "--height", str(args.height),
                "--width", str(args.width), "--boxes", str(args.boxes), "--steps", str(args.steps),
                "--threads", str(args.threads)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"PyTorch side of --torch failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return [tuple(part) for part in json.loads(done.stdout.strip().splitlines()[-1])]
+    return [tuple(part) for part in json_from_child(command, "--torch")]
 
 
 def layer_inputs(layer: tuple, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -224,10 +221,7 @@ def layers_table(names: list[str], steps: int, threads: int) -> None:
              jax_layer_time(layer, "xla", steps, path="native")) for layer in layers]
     command = [sys.executable, str(Path(__file__).resolve()), "--torch_layers", ",".join(names), "--steps",
                str(steps), "--threads", str(threads)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"PyTorch side of --layers failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    theirs = json_from_child(command, "--layers")
     print(f"{jax.devices()[0].device_kind}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
           f"{host_memory.describe()}, PyTorch "
           f"{theirs['version']} on {theirs['threads']} threads (own process); forward + backward, min of {steps} "

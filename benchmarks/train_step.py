@@ -255,14 +255,20 @@ def torch_case(args) -> None:
     print(json.dumps(result), flush=True)
 
 
+def json_from_child(command: list[str], what: str):
+    """Runs a benchmark's PyTorch child process; the JSON of its last stdout line, or a RuntimeError naming
+    `what` with the child's stderr tail."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"PyTorch side of {what} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run_torch_case(name: str, args) -> dict:
     """`torch_case` in a child process (same interpreter, steps, threads and dtype); its parsed JSON line."""
     command = [sys.executable, str(Path(__file__).resolve()), "--torch_case", name, "--steps", str(args.steps),
                "--threads", str(args.threads)] + (["--dtype", args.dtype] if args.dtype else [])
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"PyTorch side of case {name!r} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_from_child(command, f"case {name!r}")
 
 
 def compare_torch(args) -> None:
