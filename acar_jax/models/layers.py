@@ -18,10 +18,11 @@ Triple = tuple[int, int, int]
 
 CONV3D_PATHS = ("auto", "native", "folded")   # config.model.conv3d
 KERNEL_GRADS = ("auto", "taps", "xla")        # Conv3d(kernel_grad=...): see Conv3d
-# A multi-frame stem takes the taps-as-outputs form ("auto") only from this many outputs (kt * out): XLA:CPU's 7x7
-# stride-2 convolution of 3 channels ran R50's 5 x 8 = 40 outputs at 56 GFLOP/s but the tiny model's 5 x 4 = 20 at
-# 7 GFLOP/s, 4x slower than that stem's folded form (measured, docs/performance.md).
-STEM_TAP_OUTPUTS_MIN = 40
+# A stem's 2-D convolution (taps as outputs, "auto") with fewer outputs (kt * out) than this reads its input as
+# column pairs (`_conv_on_column_pairs`): XLA:CPU's 7x7 stride-2 convolution of 3 channels ran 20-32 outputs (the
+# tiny model's 5 x 4) 3-13x slower than the paired form, while from 40 (R50's 5 x 8 and 64) the direct one was
+# 5-15% ahead (measured, docs/performance.md).
+STEM_PAIRED_BELOW_OUTPUTS = 40
 
 
 def resolve_conv3d(path: str, backend: str | None = None) -> str:
@@ -128,6 +129,30 @@ def _tap_bwd(strides, padding, dilation, by_row, residuals, dy):
 conv2d_tap_kernel_grad.defvjp(_tap_fwd, _tap_bwd)
 
 
+def _conv_on_column_pairs(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: Pads2,
+                          dilation: tuple[int, int]) -> jax.Array:
+    """A 2-D convolution with column stride 2 (and no column dilation) as one with column stride 1 on the input
+    read as column pairs: x [N, H, W, in] padded -> [N, H, W'/2, 2 * in], the kernel's kw columns zero-padded to
+    an even count -> [kh, kw'/2, 2 * in, out]; kernel gradient one matmul per kernel row
+    (`conv2d_tap_kernel_grad(by_row=True)`). Output column w reads padded columns 2w + j = 2(w + j // 2) + j % 2,
+    i.e. pair w + j // 2, half j % 2: the same products, summed in the same order by the kernel gradient (its
+    pads' zero columns drop out). Why: the stems' 3-channel convolution is erratic in its output count on
+    XLA:CPU (STEM_PAIRED_BELOW_OUTPUTS); reading 6 channels at half the width is not, and costs nothing to lay
+    out (a reshape)."""
+    (sh, sw), ((ph0, ph1), (pw0, pw1)), (dh, dw) = strides, padding, dilation
+    if (sw, dw) != (2, 1):
+        raise ValueError(f"column pairs need column stride 2 and dilation 1, got stride {sw}, dilation {dw}")
+    kh, kw, cin, cout = kernel.shape
+    n, h, w, _ = x.shape
+    width = w + pw0 + pw1
+    w_out = (width - kw) // 2 + 1
+    pairs = jnp.pad(x, ((0, 0), (0, 0), (pw0, pw1 + width % 2), (0, 0))).reshape((n, h, (width + 1) // 2, 2 * cin))
+    kw_pairs = (kw + 1) // 2
+    paired = jnp.pad(kernel, ((0, 0), (0, 2 * kw_pairs - kw), (0, 0), (0, 0))).reshape((kh, kw_pairs, 2 * cin, cout))
+    out = conv2d_tap_kernel_grad(pairs, vary_like(paired, pairs), (sh, 1), ((ph0, ph1), (0, 0)), (dh, 1), True)
+    return out[:, :, :w_out]
+
+
 def vary_like(value: jax.Array, like: jax.Array) -> jax.Array:
     """`value` cast to vary over every manual mesh axis `like` varies over (no-op outside `shard_map`).
 
@@ -183,9 +208,9 @@ class Conv3d(nnx.Module):
     Padding is explicit and symmetric per axis, exactly as PyTorch's `padding=(pt, ph, pw)`. `path`: "native"
     (one 3-D `conv_general_dilated`) or "folded" (time folded into the batch; see `__call__`), same sums and
     parameters; `resolve_conv3d` picks one per backend. `kernel_grad` (folded path only; config
-    model.conv_kernel_grad): "auto" (default) runs the stems (at most 3 input channels; a multi-frame one from
-    STEM_TAP_OUTPUTS_MIN outputs) with their temporal taps as output channels and their kernel gradient as one
-    matmul per kernel row (`_stem_by_rows`), XLA's kernel gradient elsewhere; "taps" computes the kernel
+    model.conv_kernel_grad): "auto" (default) runs the stems (at most 3 input channels) with their temporal taps
+    as output channels and their kernel gradient as one matmul per kernel row (`_stem_by_rows`; on column pairs
+    below STEM_PAIRED_BELOW_OUTPUTS outputs), XLA's kernel gradient elsewhere; "taps" computes the kernel
     gradient of every kernel it runs as one 2-D convolution (the stride-1 spatial kernels and the stems) as one
     matmul per tap; "xla" leaves every kernel gradient to XLA.
     Same sums in each; which is faster per layer was measured on a quiet machine (docs/performance.md;
@@ -240,8 +265,7 @@ class Conv3d(nnx.Module):
         if kt > 1 and (kh, kw) == (1, 1) and (st, sh, sw) == (1, 1, 1):
             return _temporal_conv_shifting_outputs(x, kernel[:, 0, 0], pt, dt)
         conv_args = ((sh, sw), ((ph, ph), (pw, pw)), (dh, dw))
-        if (self.kernel_grad == "auto" and x.shape[-1] <= 3 and (kh, kw) != (1, 1)
-                and (kt == 1 or kt * kernel.shape[-1] >= STEM_TAP_OUTPUTS_MIN)):
+        if self.kernel_grad == "auto" and x.shape[-1] <= 3 and (kh, kw) != (1, 1):
             return self._stem_by_rows(x, kernel, t_out, conv_args)
         if pt:
             x = jnp.pad(x, ((0, 0), (pt, pt), (0, 0), (0, 0), (0, 0)))
@@ -282,14 +306,19 @@ class Conv3d(nnx.Module):
     def _stem_by_rows(self, x: jax.Array, kernel: jax.Array, t_out: int, conv_args: tuple) -> jax.Array:
         """A stem (x [B, T, H, W, <= 3]) as one 2-D convolution of every frame with all kt temporal taps as
         output channels, shifted in time and summed (as `_temporal_conv_shifting_outputs`), its kernel gradient
-        one matmul per kernel row (`conv2d_tap_kernel_grad(by_row=True)`). Why: XLA:CPU's kernel gradient of the
+        one matmul per kernel row (`conv2d_tap_kernel_grad(by_row=True)`), on column pairs
+        (`_conv_on_column_pairs`) below STEM_PAIRED_BELOW_OUTPUTS outputs. Why: XLA:CPU's kernel gradient of the
         stems was the R50 step's largest item (fast stem 0.65 s of ~7 s); this form ran the fast stem's forward
         + kernel gradient 1.35x and the slow stem's 1.4x faster (docs/performance.md)."""
         kt, kh, kw, cin, cout = kernel.shape
         (pt,), (st,), (dt,) = self.padding[:1], self.stride[:1], self.dilation[:1]
         taps_out = jnp.moveaxis(kernel, 0, 3).reshape((kh, kw, cin, kt * cout))         # [kh, kw, in, kt*out]
         flat = x.reshape((-1, *x.shape[2:]))
-        products = conv2d_tap_kernel_grad(flat, vary_like(taps_out, flat), *conv_args, True)
+        (_, sw), _, (_, dw) = conv_args
+        if kt * cout < STEM_PAIRED_BELOW_OUTPUTS and (sw, dw) == (2, 1):
+            products = _conv_on_column_pairs(flat, taps_out, *conv_args)
+        else:
+            products = conv2d_tap_kernel_grad(flat, vary_like(taps_out, flat), *conv_args, True)
         products = products.reshape((*x.shape[:2], *products.shape[1:3], kt, cout))
         return _shift_and_sum_taps(products, pt, st, dt, t_out)
 

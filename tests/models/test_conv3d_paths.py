@@ -80,22 +80,30 @@ def _loss_and_grads(conv: Conv3d, x: jax.Array, *, remat: bool = False):
                           (dict(kernel_size=(1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2)), 6, 4,
                            {"auto": None, "taps": "tap"}),
                           (dict(kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3)), 3, 4,
+                           {"auto": "row on pairs", "taps": "tap"}),
+                          (dict(kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3)), 3, 40,
                            {"auto": "row", "taps": "tap"}),
                           (dict(kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3)), 3, 8,
                            {"auto": "row", "taps": "tap"}),
                           (dict(kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3)), 3, 4,
-                           {"auto": None, "taps": "tap"}),
+                           {"auto": "row on pairs", "taps": "tap"}),
+                          (dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), 3, 4,
+                           {"auto": "row", "taps": "tap"}),
                           (dict(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)), 6, 4,
                            {"auto": None, "taps": None})])
 def test_kernel_grad_forms_are_taken_where_measured_faster(kwargs, channels, out, form, monkeypatch):
-    """"auto" (the default): the stems' kernel gradient one matmul per kernel row (a 5-frame stem only from
-    STEM_TAP_OUTPUTS_MIN = 40 outputs: R50's 5 x 8, not the tiny model's 5 x 4), XLA's elsewhere; "taps": one
-    matmul per tap on every kernel run as one 2-D convolution (not the strided ones, which are matmuls already);
-    "xla": never a custom rule."""
+    """"auto" (the default): the stems' (<= 3 channels) kernel gradient one matmul per kernel row, on the input's
+    column pairs below STEM_PAIRED_BELOW_OUTPUTS = 40 outputs (the tiny model's 5 x 4, not R50's 5 x 8) where the
+    column stride is 2, XLA's elsewhere; "taps": one matmul per tap on every kernel run as one 2-D convolution (not
+    the strided ones, which are matmuls already); "xla": never a custom rule."""
     calls = []
     original = layers._kernel_grad_by_matmul
-    monkeypatch.setattr(layers, "_kernel_grad_by_matmul",
-                        lambda *args: calls.append("row" if args[-1] else "tap") or original(*args))
+
+    def record(x, *args):
+        form = ("row" if args[-1] else "tap") + (" on pairs" if x.shape[-1] == 2 * channels else "")
+        calls.append(form)
+        return original(x, *args)
+    monkeypatch.setattr(layers, "_kernel_grad_by_matmul", record)
     x = jnp.zeros((1, 5, 9, 9, channels), jnp.float32)
     for kernel_grad in ("auto", "taps", "xla"):
         conv = Conv3d(channels, out, path="folded", kernel_grad=kernel_grad, rngs=nnx.Rngs(0), **kwargs)
@@ -104,10 +112,37 @@ def test_kernel_grad_forms_are_taken_where_measured_faster(kwargs, channels, out
         jax.make_jaxpr(jax.grad(lambda p, g=graphdef: jnp.sum(nnx.merge(g, p)(x))))(params)
         taken = form.get(kernel_grad)
         assert calls == ([] if taken is None else [taken]), kernel_grad
-    assert layers.STEM_TAP_OUTPUTS_MIN == 40
+    assert layers.STEM_PAIRED_BELOW_OUTPUTS == 40
     assert Conv3d(channels, out, rngs=nnx.Rngs(0), **kwargs).kernel_grad == "auto"
     with pytest.raises(ValueError, match="kernel_grad must be one of"):
         Conv3d(3, 4, 3, kernel_grad="im2col", rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize(("width", "kernel", "padding", "channels", "out"),
+                         [(224, (7, 7), ((3, 3), (3, 3)), 3, 20), (13, (7, 7), ((3, 3), (3, 3)), 3, 8),
+                          (12, (7, 4), ((0, 2), (1, 2)), 2, 5), (9, (3, 3), ((1, 1), (0, 0)), 1, 16),
+                          (10, (5, 1), ((2, 2), (0, 1)), 3, 4)])
+def test_column_pair_convolution_equals_xla(width, kernel, padding, channels, out):
+    """`_conv_on_column_pairs` (the small stems' form) against XLA's stride-2 convolution: even and odd padded
+    widths, odd and even kernel widths, asymmetric pads; forward to float32 rounding, kernel and input
+    gradients to 1e-5 of their scale, under jit."""
+    rng = np.random.RandomState(3)
+    x = jnp.asarray(rng.randn(2, 11, width, channels).astype(np.float32))
+    k = jnp.asarray(rng.randn(*kernel, channels, out).astype(np.float32))
+    args = ((2, 2), padding, (1, 1))
+    y_ref = layers._conv2d(x, k, *args)
+    dy = jnp.asarray(rng.randn(*y_ref.shape).astype(np.float32))
+    grads = []
+    for fn in (layers._conv2d, layers._conv_on_column_pairs):
+        y, vjp = jax.jit(lambda x, k, fn=fn: jax.vjp(lambda x_, k_: fn(x_, k_, *args), x, k))(x, k)
+        assert y.shape == y_ref.shape
+        np.testing.assert_allclose(y, y_ref, atol=1e-4, rtol=1e-5)
+        grads.append(vjp(dy))
+    for a, b in zip(*grads, strict=True):
+        scale = max(float(jnp.max(jnp.abs(a))), 1.0)
+        np.testing.assert_allclose(a, b, atol=1e-5 * scale, rtol=1e-5)
+    with pytest.raises(ValueError, match="column stride 2"):
+        layers._conv_on_column_pairs(x, k, (2, 1), padding, (1, 1))
 
 
 @pytest.mark.parametrize(("kwargs", "channels"), [(dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), 6),
