@@ -145,6 +145,21 @@ def test_column_pair_convolution_equals_xla(width, kernel, padding, channels, ou
         layers._conv_on_column_pairs(x, k, (2, 1), padding, (1, 1))
 
 
+def test_column_pair_stem_in_bfloat16_matches_the_direct_form():
+    """The tiny model's fast stem (5 x 4 outputs: column pairs) in bfloat16 against the same stem's direct form
+    (`kernel_grad="xla"`): outputs within bf16 rounding, float32 kernel gradients (accumulated in float32)."""
+    kwargs = dict(kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3))
+    x = jnp.asarray(np.random.RandomState(4).randn(2, 6, 16, 22, 3).astype(np.float32))
+    convs = [Conv3d(3, 4, path="folded", kernel_grad=form, dtype=jnp.bfloat16, rngs=nnx.Rngs(5), **kwargs)
+             for form in ("xla", "auto")]
+    (loss_x, grads_x), (loss_p, grads_p) = [_loss_and_grads(conv, x) for conv in convs]
+    np.testing.assert_allclose(loss_x, loss_p, rtol=2e-2, atol=0.2)
+    for a, b in zip(jax.tree.leaves(grads_x), jax.tree.leaves(grads_p), strict=True):
+        assert a.dtype == b.dtype == jnp.float32
+        scale = max(float(jnp.max(jnp.abs(a))), 1.0)
+        np.testing.assert_allclose(a, b, atol=2e-2 * scale, rtol=2e-2)
+
+
 @pytest.mark.parametrize(("kwargs", "channels"), [(dict(kernel_size=(1, 3, 3), padding=(0, 1, 1)), 6),
                                                    (dict(kernel_size=(1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2)),
                                                     6),
