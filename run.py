@@ -53,7 +53,7 @@ def _check_argv(argv: list[str]) -> None:
     if not os.path.isfile(path):
         sys.exit(f"--config={path}: no such config file (the configs are in {os.path.dirname(_DEFAULT_CONFIG)}, "
                  "e.g. --config=configs/default.py)")
-    from acar_jax import config_files  # noqa: PLC0415 (light: ml_collections only)
+    from acar_jax.launch import config_files  # noqa: PLC0415 (light: ml_collections only)
 
     try:
         config_files.check_override_keys(config_files.load_config(path), config_files.override_keys(argv),
@@ -68,68 +68,55 @@ def main(argv: list[str], hooks_factory=None) -> None:
     run_experiment(_CONFIG.value, hooks_factory() if hooks_factory else None)
 
 
-def _preflight(config) -> None:
-    """The checks of a user's config and files that need neither TensorFlow nor the model (seconds, not a
-    minute of imports): exits with one line naming the `config.*` field. The loop repeats them for API users."""
-    import jax  # noqa: PLC0415
-
-    from acar_jax import parallel  # noqa: PLC0415 (jax only)
-    from data_pipelines import ava_files, packed_clips, sources  # noqa: PLC0415
-
-    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    try:
-        if _MODE.value in ("train", "train_and_eval"):
-            parallel.check_batch_size(int(config.train.batch_size), jax.device_count(),
-                                      int(config.train.grad_accum_steps))
-        splits = {"eval": ("val",), "train": ("train",), "train_and_eval": ("train", "val"),
-                  "extract_bank": ("train", "val")}.get(_MODE.value, ())
-        if _MODE.value == "extract_bank":                  # the bank reads frame files, whatever data.source
-            ava_files.check_data_files(config.data, splits)
-        elif not (config.data.dataset == "synthetic" and sources.data_source(config.data) == "tfds"):
-            sources.check_data_files(config.data, splits)   # (the synthetic set is packed when the run starts)
-    except (parallel.BatchSizeError, ava_files.MissingDataError, sources.DataSourceError,
-            packed_clips.NotPreparedError, packed_clips.ShardsConfigError) as e:
-        sys.exit(f"error: {e}")
-
-
 def run_experiment(config, hooks=None) -> None:
-    """Runs --mode on `config` and prints the metrics; `hooks` (acar_jax.experiment.Hooks) for test stand-ins."""
-    _preflight(config)
-    from acar_jax import experiment  # noqa: PLC0415 (flags are parsed before jax / tensorflow load)
+    """Runs --mode on `config` and prints the metrics; `hooks` (acar_jax.training.loop.Hooks) for test stand-ins.
+    A user's mistake (a config value, a data file, a bank) exits with one line naming it, status 1."""
+    from acar_jax.launch import distributed  # noqa: PLC0415 (flags are parsed before jax / tensorflow load)
 
-    hooks = experiment.Hooks() if hooks is None else hooks
+    distributed.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    from acar_jax.launch.prepare import USER_INPUT_ERRORS  # noqa: PLC0415
+    from acar_jax.training import loop  # noqa: PLC0415
+
+    hooks = loop.Hooks() if hooks is None else hooks
     workdir = _workdir()
     logging.info("config %s, workdir %s, mode %s", config_flags.get_config_filename(flags.FLAGS["config"]),
                  workdir, _MODE.value)
     if _MODE.value == "demo":
         _run_demo(config, workdir, hooks)
         return
-    from data_pipelines.bank_files import BankError  # noqa: PLC0415
-
     try:
-        if _MODE.value == "eval":
-            metrics = experiment.evaluate_checkpoint(config, workdir, hooks=hooks)
-        elif _MODE.value == "extract_bank":
-            try:
-                metrics = experiment.extract_banks(config, workdir, hooks=hooks)
-            except (FileNotFoundError, BankError) as e:   # user errors: one line, exit status 1
-                sys.exit(str(e))
-        elif _MODE.value == "train_and_eval" and config.bank.chain:
-            from acar_jax import acfb_chain  # noqa: PLC0415
-
-            metrics = acfb_chain.run_chain(config, workdir, hooks=hooks)
-        else:
-            metrics = experiment.train_and_evaluate(config, workdir, final_eval=_MODE.value == "train_and_eval",
-                                                    hooks=hooks)
-    except experiment.USER_INPUT_ERRORS as e:
+        metrics = _run_mode(config, workdir, hooks)
+    except USER_INPUT_ERRORS as e:
         sys.exit(f"error: {e}")      # the message names the config field or file and line; no traceback
     for key, value in sorted(metrics.items()):
         print(f"{key}: {value}")
 
 
+def _run_mode(config, workdir: str, hooks) -> dict:
+    from acar_jax.training import loop  # noqa: PLC0415
+
+    if _MODE.value == "eval":
+        from acar_jax.training.evaluate import evaluate_checkpoint  # noqa: PLC0415
+
+        return evaluate_checkpoint(config, workdir, create=hooks.create_model)
+    if _MODE.value == "extract_bank":
+        from acar_jax.bank.extraction import extract_banks  # noqa: PLC0415
+        from data_pipelines.bank_files import BankError  # noqa: PLC0415
+
+        try:
+            return extract_banks(config, workdir, create=hooks.create_model)
+        except (FileNotFoundError, BankError) as e:   # no source run, no detections CSV: one line, status 1
+            sys.exit(str(e))
+    if _MODE.value == "train_and_eval" and config.bank.chain:
+        from acar_jax.training import chain  # noqa: PLC0415
+
+        return chain.run_chain(config, workdir, hooks=hooks)
+    return loop.train_and_evaluate(config, workdir, final_eval=_MODE.value == "train_and_eval", hooks=hooks)
+
+
 def _run_demo(config, workdir: str, hooks) -> None:
     """--mode=demo; bad input (video, boxes CSV, config) exits with one line, status 1."""
-    from acar_jax import demo  # noqa: PLC0415
+    from acar_jax.inference import demo  # noqa: PLC0415
     from data_pipelines.ava_files import AvaFormatError  # noqa: PLC0415
 
     try:
@@ -142,14 +129,14 @@ def _run_demo(config, workdir: str, hooks) -> None:
 
 def cli(hooks_factory=None) -> None:
     """The command line: check argv (config file, override names), define the flags, run `main`.
-    `hooks_factory() -> acar_jax.experiment.Hooks` (called after flag parsing) is for test entry points."""
+    `hooks_factory() -> acar_jax.training.loop.Hooks` (called after flag parsing) is for test entry points."""
     _check_argv(sys.argv)
     _define_flags()
     app.run(functools.partial(main, hooks_factory=hooks_factory))
 
 
 if __name__ == "__main__":
-    from acar_jax.host_memory import reexec_with_huge_pages
+    from acar_jax.launch.host_memory import reexec_with_huge_pages
 
-    reexec_with_huge_pages("run.py")   # transparent huge pages for XLA's host buffers (acar_jax/host_memory.py)
+    reexec_with_huge_pages("run.py")   # transparent huge pages for XLA's host buffers (acar_jax/launch/host_memory.py)
     cli()

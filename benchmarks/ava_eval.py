@@ -1,4 +1,4 @@
-"""Times `acar_jax.ava_eval` against the official ActivityNet AVA evaluator on an AVA-val-sized case.
+"""Times `acar_jax.evaluation.ava_metric` against the official ActivityNet AVA evaluator on an AVA-val-sized case.
 
     python benchmarks/ava_eval.py [--official_dir DIR] [--keyframes 8000] [--seed 0]
 
@@ -29,15 +29,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acar_jax import ava_eval  # noqa: E402
+from acar_jax.evaluation import ava_metric  # noqa: E402
+from data_pipelines.ava_files import read_label_map  # noqa: E402
 
-LABEL_MAP = ROOT / "acar_jax" / "data" / "ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+LABEL_MAP = ava_metric.DEFAULT_LABEL_MAP
 
 
 def make_case(out_dir: Path, num_keyframes: int, seed: int) -> tuple[Path, Path, Path]:
     """Writes gt.csv (8 columns, person ids), det.csv (a row per detected box and class), exclusions.csv."""
     rng = np.random.default_rng(seed)
-    class_ids = np.array(sorted(ava_eval.read_label_map(str(LABEL_MAP)).ids))
+    class_ids = np.array(sorted(read_label_map(str(LABEL_MAP)).ids))
     pose_ids, other_ids = class_ids[class_ids <= 14], class_ids[class_ids > 14]
     videos = [f"vid{v:08d}" for v in range(64)]
     slots = rng.choice(64 * 897, size=num_keyframes, replace=False)
@@ -138,9 +139,9 @@ def main() -> None:
         ours_times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            ours = ava_eval.evaluate(LABEL_MAP, gt, det, excl).mean_ap
+            ours = ava_metric.evaluate_frame_map(LABEL_MAP, gt, det, excl).mean_ap
             ours_times.append(time.perf_counter() - start)
-        rows = [("acar_jax.ava_eval", min(ours_times), ours)]
+        rows = [("acar_jax.evaluation.ava_metric", min(ours_times), ours)]
         if args.official_dir:
             run = load_official(args.official_dir)
             start = time.perf_counter()

@@ -30,10 +30,11 @@ import av  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from acar_jax import demo  # noqa: E402
-from acar_jax.config_files import load_config  # noqa: E402
+from acar_jax.inference import demo  # noqa: E402
+from acar_jax.launch.config_files import load_config  # noqa: E402
 from acar_jax.models.detector import create_model  # noqa: E402
-from acar_jax.training import checkpoints, optim, train_step  # noqa: E402
+from acar_jax.state import checkpoints, train_state  # noqa: E402
+from acar_jax.training import optim  # noqa: E402
 from data_pipelines import synthetic  # noqa: E402
 
 MODELS = {"default": ("configs/default.py", (64, 384)), "r50": ("configs/ava_slowfast_r50_acar.py", (340, 604))}
@@ -79,7 +80,7 @@ def bench(name: str, seconds: int, boxes: int, batch_size: int, tmp: str) -> dic
     else:
         config.data.label_map = str(ROOT / "acar_jax" / "data" / "ava_action_list_v2.2_for_activitynet_2019.pbtxt")
     workdir = os.path.join(tmp, name)
-    _, _, state = train_step.create_train_state(create_model(config), optim.gradient_transformation(
+    _, _, state = train_state.create_train_state(create_model(config), optim.gradient_transformation(
         config.train.optimizer))
     ckpt = checkpoints.Checkpointer(workdir, every_steps=1, max_to_keep=1)
     ckpt.save(state, force=True)

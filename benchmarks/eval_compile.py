@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from acar_jax.config_files import load_config  # noqa: E402
-from acar_jax.experiment import setup_model_state  # noqa: E402
+from acar_jax.launch.config_files import load_config  # noqa: E402
 from acar_jax.models.detector import jit_logits  # noqa: E402
+from acar_jax.training.loop import setup_model_state  # noqa: E402
 from data_pipelines import clips, frame_index, transforms  # noqa: E402
 
 # The assumed AVA frame sizes at height 340 (docs/ava_frame_sizes.md: where they come from, how sure we are).

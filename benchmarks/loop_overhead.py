@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from acar_jax import host_memory  # noqa: E402
+from acar_jax.launch import host_memory  # noqa: E402
 
 if __name__ == "__main__":
     host_memory.reexec_with_huge_pages(Path(__file__).name)   # as run.py does: the loop users run
@@ -30,25 +30,26 @@ if __name__ == "__main__":
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from acar_jax import experiment, parallel  # noqa: E402
-from acar_jax.batch import TRAIN_KEYS  # noqa: E402
-from acar_jax.config_files import load_config  # noqa: E402
-from acar_jax.training import train_step  # noqa: E402
+from acar_jax.core import parallel  # noqa: E402
+from acar_jax.core.batch import TRAIN_KEYS  # noqa: E402
+from acar_jax.launch.config_files import load_config  # noqa: E402
+from acar_jax.launch.prepare import prepare_data  # noqa: E402
+from acar_jax.training import loop, train_step  # noqa: E402
 from data_pipelines import ava_files, clips  # noqa: E402
 
 
 def bare_step_times(config, steps: int) -> list[float]:
     """Seconds per call of the jitted step on the input's first batch (each call waited for)."""
-    experiment.prepare_data(config)
+    prepare_data(config)
     records = ava_files.load_keyframe_records(config.data, "train")
     train_input = clips.TrainInput(records, config.data, global_batch_size=int(config.train.batch_size),
                                    seed=int(config.data.shuffle_seed), num_classes=int(config.model.num_classes))
     it = train_input.iterator(0)
     host_batch = next(it)
     it.close()
-    model = experiment.setup_model_state(config)
+    model = loop.setup_model_state(config)
     step = train_step.make_train_step(model.graphdef, model.tx, model.mesh,
-                                      roi_loss_fn=experiment.config_roi_loss(config),
+                                      roi_loss_fn=loop.config_roi_loss(config),
                                       grad_accum_steps=int(config.train.grad_accum_steps))
     batch = parallel.shard_batch(host_batch, model.mesh, TRAIN_KEYS)
     state = model.state
@@ -67,13 +68,13 @@ def loop_step_time(config, workdir: str, warmup: int, steps: int) -> float:
     """Mean seconds per step of the real loop over steps warmup+1 .. warmup+steps."""
     marks: dict[int, float] = {}
 
-    def mark(done: int, loop) -> None:
+    def mark(done: int, run) -> None:
         if done in (warmup, warmup + steps):
-            jax.block_until_ready(loop.model.state)
+            jax.block_until_ready(run.model.state)
             marks[done] = time.perf_counter()
 
     config.train.num_steps = warmup + steps
-    experiment.train_and_evaluate(config, workdir, final_eval=False, hooks=experiment.Hooks(after_step=mark))
+    loop.train_and_evaluate(config, workdir, final_eval=False, hooks=loop.Hooks(after_step=mark))
     return (marks[warmup + steps] - marks[warmup]) / steps
 
 

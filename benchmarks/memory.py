@@ -31,12 +31,13 @@ from flax import nnx  # noqa: E402
 from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from acar_jax import parallel  # noqa: E402
-from acar_jax.config_files import load_config  # noqa: E402
-from acar_jax.experiment import config_roi_loss  # noqa: E402
+from acar_jax.core import parallel  # noqa: E402
+from acar_jax.launch.config_files import load_config  # noqa: E402
 from acar_jax.models.detector import create_model  # noqa: E402
 from acar_jax.models.layers import resolve_conv3d  # noqa: E402
+from acar_jax.state import train_state  # noqa: E402
 from acar_jax.training import optim, train_step  # noqa: E402
+from acar_jax.training.loop import config_roi_loss  # noqa: E402
 
 DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 CLIPS = {"8x8": 32, "16x8": 64}   # frames entering the model (4T) at stride 2
@@ -48,10 +49,10 @@ def abstract_step(config, per_device_batch: int, height: int, width: int, boxes:
     mesh = parallel.make_mesh()
     tx = optim.gradient_transformation(config.train.optimizer)
     model = nnx.eval_shape(lambda: create_model(config))
-    graphdef, params, batch_stats, rng_state = train_step.split_model(model)
+    graphdef, params, batch_stats, rng_state = train_state.split_model(model)
     replicated = NamedSharding(mesh, P())
     put = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), tree)
-    state = train_step.TrainState(step=jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated), params=put(params),
+    state = train_state.TrainState(step=jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated), params=put(params),
                                   batch_stats=put(batch_stats), opt_state=put(jax.eval_shape(tx.init, params)))
     b, n, k, t = per_device_batch * jax.device_count(), boxes, int(config.model.num_classes), \
         int(config.data.num_frames)

@@ -8,7 +8,7 @@ Rows: a square f32 matmul (`--matmul` N; the attainable GFLOP/s), then the R50 A
 forward, backbone forward + backward (a vjp with a fixed cotangent, so no head), head forward + backward on fixed
 backbone features, the optimizer update alone, and the whole jitted train step. The parts do not add exactly to
 the step (the step fuses across their borders), but they say which part to work on. `--torch` adds the same
-parts of the PyTorch oracle model (tests/helpers) on `--threads` threads for the backbone rows.
+parts of the PyTorch oracle model (acar_jax/interop/torch_reference) on `--threads` threads for the backbone rows.
 
     python benchmarks/step_breakdown.py --layers [res2,res3,res4,res5,fast_res2,fast_res5,slow_stem,fast_stem]
                                         [--steps 3] [--threads N]
@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from acar_jax import host_memory  # noqa: E402
+from acar_jax.launch import host_memory  # noqa: E402
 
 if __name__ == "__main__":
     host_memory.reexec_with_huge_pages(Path(__file__).name)   # as run.py does, so the tables time what users run

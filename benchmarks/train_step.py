@@ -16,7 +16,7 @@ peak yourself for an f32 run). On CPU no peak is assumed.
 own: see `torch_case`), so their ratio holds better on a loaded machine than two separate runs: r50 = R50 ACAR
 (configs/ava_slowfast_r50_acar.py; train batch 2 x [32, 224, 224], 4 boxes; inference 1 x [32, 256, 455],
 5 boxes) and tiny = the default job's model (configs/default.py; batch 8 x [8, 64, 384],
-8 boxes). The PyTorch side is tests/helpers/torch_slowfast.py + torch_heads.py (the reference's modules) with
+8 boxes). The PyTorch side is acar_jax/interop/torch_reference/slowfast.py + heads.py (the reference's modules) with
 SGD (nesterov momentum, weight decay) and the same pose-softmax + sigmoid loss, on `--threads` intra-op threads
 (default: every CPU, as XLA:CPU uses). The table's first line gives the load average at its end.
 """
@@ -36,7 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from acar_jax import host_memory  # noqa: E402
+from acar_jax.launch import host_memory  # noqa: E402
 
 if __name__ == "__main__":
     host_memory.reexec_with_huge_pages(Path(__file__).name)   # as run.py does, so the tables time what users run
@@ -51,13 +51,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from acar_jax import parallel  # noqa: E402
-from acar_jax.batch import TRAIN_KEYS  # noqa: E402
-from acar_jax.config_files import load_config  # noqa: E402
-from acar_jax.experiment import config_roi_loss, setup_model_state  # noqa: E402
+from acar_jax.core import parallel  # noqa: E402
+from acar_jax.core.batch import TRAIN_KEYS  # noqa: E402
+from acar_jax.launch.config_files import load_config  # noqa: E402
 from acar_jax.models.detector import jit_logits  # noqa: E402
 from acar_jax.models.layers import KERNEL_GRADS, resolve_conv3d  # noqa: E402
 from acar_jax.training import train_step  # noqa: E402
+from acar_jax.training.loop import config_roi_loss, setup_model_state  # noqa: E402
 
 # Dense bf16 peak TFLOP/s per device by jax device_kind prefix (vendor data sheets).
 DEFAULT_PEAK_TFLOPS = {"TPU v4": 275.0, "TPU v5 lite": 197.0, "TPU v5e": 197.0, "TPU v5p": 459.0,
@@ -142,7 +142,8 @@ def torch_model(config):
     """The reference's SlowFast + head (the parity oracles) for `config.model`, random weights, BN frozen."""
     import torch
 
-    from tests.helpers import torch_heads, torch_slowfast
+    from acar_jax.interop.torch_reference import heads as torch_heads
+    from acar_jax.interop.torch_reference import slowfast as torch_slowfast
     backbone = torch_slowfast.randomize_(torch_slowfast.from_backbone_config(config.model.backbone))
     width = backbone.slow_inplanes + backbone.fast_inplanes
     head = torch_heads.randomize_(torch_heads.from_model_config(config.model, width))
@@ -152,7 +153,7 @@ def torch_model(config):
 def torch_forward(model, batch: dict[str, np.ndarray]):
     import torch
 
-    from tests.helpers import torch_heads
+    from acar_jax.interop.torch_reference import heads as torch_heads
     clips = torch.from_numpy(batch["clips"]).permute(0, 4, 1, 2, 3)
     slow, fast = model["backbone"](clips)
     return torch_heads.run_oracle(model["head"], slow, fast, batch["boxes"], batch["box_mask"], batch["valid_hw"],
@@ -245,7 +246,7 @@ def torch_case(args) -> None:
     """
     import torch
 
-    from tests.helpers import torch_heads  # noqa: F401 (torchvision, before anything else runs)
+    from acar_jax.interop.torch_reference import heads as torch_heads  # noqa: F401 (torchvision, before anything else runs)
     torch.set_num_threads(args.threads)
     name, path, train_shape, infer_shape = next(case for case in COMPARE_CASES if case[0] == args.torch_case)
     config = configure(str(path), args.dtype, args.conv3d, args.kernel_grad)
@@ -345,7 +346,7 @@ def main() -> None:
     config = configure(args.config, args.dtype, args.conv3d, args.kernel_grad)
     shape = Shape(args.batch, int(config.data.num_frames), args.height or int(config.synthetic.height),
                   args.width or int(config.synthetic.width), args.boxes)
-    train_step.check_batch_size(shape.batch, jax.device_count(), int(config.train.grad_accum_steps))
+    parallel.check_batch_size(shape.batch, jax.device_count(), int(config.train.grad_accum_steps))
     times, flops, first = jax_train(config, shape, args.steps)
     peak = peak_tflops(args.peak_tflops)
     print(f"{Path(args.config).name}, {jax.device_count()} x {jax.devices()[0].device_kind}, batch {shape}, "

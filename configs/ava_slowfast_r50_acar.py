@@ -22,15 +22,12 @@ Released reference model: 27.83 mAP (27.74 re-evaluated) on AVA v2.2 val, single
 
 import ml_collections
 
-from configs import default
+from configs import base
 
 
 def get_config() -> ml_collections.ConfigDict:
     """R50 ACAR on AVA v2.2 with the reference's hyperparameters."""
-    config = default.get_config()   # top-level fields (checkpoint, logging, eval) as default.py names them
-    config.model = default.get_model_config()   # full-size defaults, not the tiny synthetic overrides
-    config.data = default.get_data_config()
-    config.train = default.get_train_config()
+    config = base.get_config()
     config.seed = 1                   # ref: manual_seed: 1
     config.log_every_steps = 20       # ref: print_freq: 20
 

@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     head.downsample = "none"          # paper: no spatial max pool before HR2O-NL in ACFB
 
     bank = config.bank
-    bank.source_config = "configs/ava_slowfast_r50_acar.py"
+    bank.source_config = ava_slowfast_r50_acar.get_config()   # the ACAR run the bank comes from
     bank.source_workdir = "runs/ava_slowfast_r50_acar"   # run.py's default workdir of that config
     bank.content = "maps"
     bank.train_boxes = "gt"           # paper: GT boxes for the AVA bank

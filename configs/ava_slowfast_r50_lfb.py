@@ -1,6 +1,6 @@
 """AVA v2.2, SlowFast R50 8x8 + the LFB-style head: the comparison for `ava_slowfast_r50_acfb.py` whose bank holds
 the same ACAR run's actor RoI features only (no context, no actor-context maps), read by LFB's feature bank
-operator (acar_jax/models/lfb.py; docs/acfb.md). Same source run, window and recipe as the ACFB config:
+operator (acar_jax/models/lfb_head.py; docs/acfb.md). Same source run, window and recipe as the ACFB config:
 
   python run.py --config=configs/ava_slowfast_r50_lfb.py --workdir=runs/ava_slowfast_r50_lfb --mode=extract_bank
   python run.py --config=configs/ava_slowfast_r50_lfb.py --workdir=runs/ava_slowfast_r50_lfb

@@ -6,7 +6,7 @@ report: Linear 32.98, ACAR 34.58, ACFB 35.84 mAP single scale; 33.96 / 35.44 / 3
   python run.py --config=configs/avakinetics_slowfast_r101_acfb.py
 Bank boxes: the paper takes AVA ground truth and Kinetics detections. Here both splits use "gt" (AVA GT plus the
 Kinetics GT of the AVA-Kinetics release): a detections CSV is read as the val split's boxes
-(acar_jax/evaluation/bank_extraction.py), so a train bank from Kinetics detections is not supported yet; give
+(acar_jax/bank/extraction.py), so a train bank from Kinetics detections is not supported yet; give
 `bank.val_boxes` your detections CSV (AVA proposal format, every second of each video) for a test set.
 Window: +-10 s for AVA; a Kinetics clip (<= 10 s, one annotated keyframe) falls inside +-10 s of its keyframe,
 so one radius gives the paper's whole-video window too (`bank.whole_video` stays False).
@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     head.downsample = "none"          # paper: no spatial max pool before HR2O-NL in ACFB
 
     bank = config.bank
-    bank.source_config = "configs/avakinetics_slowfast_r101_acar.py"
+    bank.source_config = avakinetics_slowfast_r101_acar.get_config()   # the ACAR run the bank comes from
     bank.source_workdir = "runs/avakinetics_slowfast_r101_acar"
     bank.content = "maps"
     bank.train_boxes = "gt"           # paper: AVA GT + Kinetics detections (see the docstring)

@@ -6,7 +6,7 @@ trains the tiny ACAR model of configs/default_longterm.py (<workdir>/acar), extr
 first-order maps for ACFB and the actor features for the LFB-style variant, <workdir>/acar/bank), trains the
 ACFB head (<workdir>) and the LFB-style head (configs/default_lfb.py, <workdir>/default_lfb) from the ACAR
 checkpoint, and evaluates each; re-running the command skips finished stages and resumes an interrupted one
-(acar_jax/acfb_chain.py). The long-term classes ("red / marker in another second within +-R s") are
+(acar_jax/training/chain.py). The long-term classes ("red / marker in another second within +-R s") are
 independent of the clip, so ACAR is at chance on them; the bank window (+-R s) holds their evidence.
 `--mode=eval` on the same command line evaluates the ACFB checkpoint with the chain's val bank.
 """
@@ -17,6 +17,22 @@ from configs import default_longterm
 
 
 def get_config() -> ml_collections.ConfigDict:
+    """The chain: the ACFB stage below, with the LFB-style head (default_lfb.py) as a variant stage."""
+    config = acfb_stage()
+    config.bank.chain = True
+    config.bank.chain_variants = ml_collections.ConfigDict({"default_lfb": lfb_stage()})
+    return config
+
+
+def lfb_stage() -> ml_collections.ConfigDict:
+    """The ACFB stage with the LFB-style head and an actor-feature bank (configs/default_lfb.py)."""
+    config = acfb_stage()
+    config.model.head.type = "lfb"
+    config.bank.content = "actors"
+    return config
+
+
+def acfb_stage() -> ml_collections.ConfigDict:
     """ACFB head (2 bank relation blocks) on the ACAR model of default_longterm.py, trained from its checkpoint."""
     config = default_longterm.get_config()
     head = config.model.head
@@ -25,9 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     head.downsample = "none"          # paper: no spatial max pool before the bank relation blocks
 
     bank = config.bank
-    bank.source_config = "configs/default_longterm.py"
-    bank.chain = True
-    bank.chain_variants = ("configs/default_lfb.py",)
+    bank.source_config = default_longterm.get_config()   # the ACAR run the bank comes from
     bank.content = "maps"
     bank.window_radius = config.synthetic.longterm_radius   # the labels' window is the bank's window
     bank.whole_video = False

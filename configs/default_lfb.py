@@ -1,6 +1,6 @@
 """The LFB-style variant of configs/default_acfb.py: the bank holds the ACAR model's actor RoI features only (no
 context, no actor-context maps), and the head relates each actor's feature to the bank's actor features
-(acar_jax/models/lfb.py). Run as a stage of the default_acfb chain (its `bank.chain_variants`), or alone on a
+(acar_jax/models/lfb_head.py). Run as a stage of the default_acfb chain (its `bank.chain_variants`), or alone on a
 finished chain's ACAR run and banks:
 
   python run.py --config=configs/default_lfb.py --workdir=runs/default_acfb/default_lfb \
@@ -13,10 +13,5 @@ from configs import default_acfb
 
 
 def get_config() -> ml_collections.ConfigDict:
-    """default_acfb.py with the LFB-style head and an actor-feature bank; not a chain of its own."""
-    config = default_acfb.get_config()
-    config.model.head.type = "lfb"
-    config.bank.content = "actors"
-    config.bank.chain = False
-    config.bank.chain_variants = ()
-    return config
+    """default_acfb.py's ACFB stage with the LFB-style head and an actor-feature bank; not a chain of its own."""
+    return default_acfb.lfb_stage()

@@ -1,4 +1,4 @@
-"""tf.data: keyframe records -> decoded frames -> transforms -> padded, batched examples (acar_jax/batch.py).
+"""tf.data: keyframe records -> decoded frames -> transforms -> padded, batched examples (acar_jax/core/batch.py).
 
 The chain, top to bottom:
   records -> static plan (frame size, resized size, spatial bucket, N_max bucket per keyframe)
@@ -485,7 +485,7 @@ class TrainInput:
             step += 1
 
     def iterator(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """Host-local batches from global step `start_step` on (the keys of acar_jax.batch.TRAIN_KEYS)."""
+        """Host-local batches from global step `start_step` on (the keys of acar_jax.core.batch.TRAIN_KEYS)."""
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
         ds = self._loader.dataset(lambda: self._examples(start_step), self.host_batch_size)

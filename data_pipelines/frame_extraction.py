@@ -5,7 +5,7 @@ The ACAR-Net reference extracts AVA frames with
 models saw those JPEGs, and its notes show mAP moving with the ffmpeg version. Running the same command with a
 pinned, pip-installed binary gives byte-identical frames on every machine (no system ffmpeg needed), and the
 version is written beside the frames (`extraction.json`) so that a frame folder says what made it.
-Used by tools/extract_frames.py and by the video demo (acar_jax/demo.py), so that the demo's clips are the
+Used by tools/extract_frames.py and by the video demo (acar_jax/inference/demo.py), so that the demo's clips are the
 frames evaluation reads.
 """
 

@@ -66,7 +66,7 @@ class PackedSource(FrameSource):
 
 def shards_dir(data_config: ml_collections.ConfigDict) -> str:
     """`config.data.tfds_dir`, relative to `config.data.root` unless absolute."""
-    name = str(data_config.get("tfds_dir", "") or "")
+    name = str(data_config.tfds_dir or "")
     if not name:
         raise ShardsConfigError("config.data.tfds_dir is empty: set it to the folder of the prepared shards "
                          "(config.data.source='tfds')")
@@ -106,7 +106,7 @@ def features(num_classes: int):
 def config_fields(data_config: ml_collections.ConfigDict, split: str) -> tuple[dict, dict]:
     """(sampling, index fields of `split`) of a config, as the manifest stores them."""
     sampling = {k: int(data_config[k]) for k in SAMPLING_FIELDS}
-    fields = {k: _plain(data_config.get(k, "")) for k in INDEX_FIELDS[split]}
+    fields = {k: _plain(data_config[k]) for k in INDEX_FIELDS[split]}
     return sampling, fields
 
 
@@ -138,7 +138,7 @@ def check_sampling(manifest: dict, data_config: ml_collections.ConfigDict, direc
 def check_index_fields(stored: dict, data_config: ml_collections.ConfigDict, directory: str, split: str) -> None:
     """ValueError naming the first `config.data` index field of `split` that differs from the shards'."""
     for key, value in stored.items():
-        mine = _plain(data_config.get(key, ""))
+        mine = _plain(data_config[key])
         if mine != value:
             raise ShardsConfigError(f"config.data.{key}={mine!r}, but the {split} shards in {directory} were "
                                     f"prepared with {key}={value!r} (they hold that split's keyframes and boxes); "

@@ -20,8 +20,8 @@ _SCORING_FIELDS = ("label_map", "val_csv", "exclusions", "kinetics_val_csv")
 
 
 def data_source(data_config: ml_collections.ConfigDict) -> str:
-    """`config.data.source`, checked (a config without the field reads frames)."""
-    source = data_config.get("source", "frames")
+    """`config.data.source`, checked."""
+    source = data_config.source
     if source not in SOURCES:
         raise DataSourceError(f"config.data.source must be one of {SOURCES}, got {source!r}")
     return source

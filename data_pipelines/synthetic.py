@@ -59,10 +59,12 @@ class SyntheticClass:
     kind: str                   # "pose" | "actor" | "relational"
 
 
-CLASSES = (
+POSE_CLASSES = (               # the actor's box shape; shared with the long-term set (synthetic_longterm.py)
     SyntheticClass(1, "pose: tall", "pose"),
     SyntheticClass(2, "pose: square", "pose"),
     SyntheticClass(3, "pose: wide", "pose"),
+)
+CLASSES = POSE_CLASSES + (
     SyntheticClass(4, "moving", "actor"),
     SyntheticClass(5, "red", "actor"),
     SyntheticClass(6, "hollow", "actor"),
@@ -71,7 +73,7 @@ CLASSES = (
     SyntheticClass(9, "another actor is moving", "relational"),
 )
 NUM_CLASSES = len(CLASSES)
-NUM_POSE_CLASSES = sum(c.kind == "pose" for c in CLASSES)
+NUM_POSE_CLASSES = len(POSE_CLASSES)
 
 COLOURS = np.array([[215, 45, 40], [40, 185, 70], [55, 85, 225], [230, 205, 45]], np.uint8)  # red, green, ...
 RED = 0
@@ -312,9 +314,9 @@ def write_video(frames_dir: str, video_id: str, rng: np.random.Generator, synth:
     return gt_rows, proposal_rows
 
 
-def label_map_text() -> str:
-    """The synthetic label map in the AVA .pbtxt format."""
-    return "".join(f'item {{\n  name: "{c.name}"\n  id: {c.id}\n}}\n' for c in CLASSES)
+def label_map_text(classes: tuple[SyntheticClass, ...] = CLASSES) -> str:
+    """The label map of `classes` (default: this set's) in the AVA .pbtxt format."""
+    return "".join(f'item {{\n  name: "{c.name}"\n  id: {c.id}\n}}\n' for c in classes)
 
 
 def _config_dict(synth: ml_collections.ConfigDict) -> dict:
@@ -325,29 +327,37 @@ def _config_dict(synth: ml_collections.ConfigDict) -> dict:
 
 def write_dataset(out_dir: str, synth: ml_collections.ConfigDict) -> None:
     """Writes the whole dataset into the existing, empty directory `out_dir` (not atomic: see ensure_...)."""
+    write_generated_set(out_dir, synth, write_video, prefix="synth", streams=(0, 1, 2),
+                        label_map=(LABEL_MAP_FILE, label_map_text()), settings=_config_dict(synth))
+
+
+def write_generated_set(out_dir: str, synth: ml_collections.ConfigDict, video_writer: Callable, *, prefix: str,
+                        streams: tuple[int, int, int], label_map: tuple[str, str], settings: dict) -> None:
+    """The files of a generated set: every video of both splits by `video_writer(frames_dir, video_id, rng,
+    synth, labelled_proposals=...) -> (GT rows, proposal rows)` with the rng stream (seed, streams[split], v),
+    the split CSVs, official-style exclusions (a few val keyframes, stream streams[2]), the label map
+    (file name, text) and the settings file."""
     frames_dir = os.path.join(out_dir, "frames")
-    val_ids = [f"synth_val_{v:03d}" for v in range(int(synth.num_val_videos))]
-    splits = (("train", synth.num_train_videos, TRAIN_CSV, TRAIN_PROPOSALS_CSV),
-              ("val", synth.num_val_videos, VAL_CSV, VAL_PROPOSALS_CSV))
-    for split, count, csv, proposals_csv in splits:
+    splits = (("train", synth.num_train_videos, TRAIN_CSV, TRAIN_PROPOSALS_CSV, streams[0]),
+              ("val", synth.num_val_videos, VAL_CSV, VAL_PROPOSALS_CSV, streams[1]))
+    for split, count, csv, proposals_csv, stream in splits:
         gt_rows, proposal_rows = [], []
         for v in range(int(count)):
-            rng = np.random.default_rng((int(synth.seed), 0 if split == "train" else 1, v))
-            gt, props = write_video(frames_dir, f"synth_{split}_{v:03d}", rng, synth,
+            rng = np.random.default_rng((int(synth.seed), stream, v))
+            gt, props = video_writer(frames_dir, f"{prefix}_{split}_{v:03d}", rng, synth,
                                      labelled_proposals=split == "train")
             gt_rows += gt
             proposal_rows += props
         _write_lines(os.path.join(out_dir, csv), gt_rows)
         _write_lines(os.path.join(out_dir, proposals_csv), proposal_rows)
-    # Official-style exclusions: a few val keyframes; the evaluator skips their GT and detections.
-    rng = np.random.default_rng((int(synth.seed), 2))
-    excluded = [f"{v},{START_SECOND + 1 + int(rng.integers(synth.keyframes_per_video)):04d}"
-                for v in val_ids[::4]]
+    rng = np.random.default_rng((int(synth.seed), streams[2]))   # the evaluator skips their GT and detections
+    excluded = [f"{prefix}_val_{v:03d},{START_SECOND + 1 + int(rng.integers(synth.keyframes_per_video)):04d}"
+                for v in range(0, int(synth.num_val_videos), 4)]
     _write_lines(os.path.join(out_dir, EXCLUSIONS_CSV), excluded)
-    with open(os.path.join(out_dir, LABEL_MAP_FILE), "w") as f:
-        f.write(label_map_text())
+    with open(os.path.join(out_dir, label_map[0]), "w") as f:
+        f.write(label_map[1])
     with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
-        json.dump(_config_dict(synth), f, indent=1, sort_keys=True)
+        json.dump(settings, f, indent=1, sort_keys=True)
 
 
 def _write_lines(path: str, lines: list[str]) -> None:

@@ -34,7 +34,6 @@ Why a clip cannot tell the long-term classes and a bank window can:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import ml_collections
@@ -47,17 +46,14 @@ from data_pipelines.synthetic import FPS, START_SECOND, SyntheticClass
 LABEL_MAP_FILE = "synthetic_longterm_action_list.pbtxt"
 GENERATOR = "synthetic_longterm"        # written into synthetic_config.json: a default-set root is refused
 
-CLASSES = (
-    SyntheticClass(1, "pose: tall", "pose"),
-    SyntheticClass(2, "pose: square", "pose"),
-    SyntheticClass(3, "pose: wide", "pose"),
+CLASSES = synthetic.POSE_CLASSES + (
     SyntheticClass(4, "red now", "short_actor"),
     SyntheticClass(5, "marker now", "short_context"),
     SyntheticClass(6, "red in another second of the window", "long_actor"),
     SyntheticClass(7, "marker in another second of the window", "long_context"),
 )
 NUM_CLASSES = len(CLASSES)
-NUM_POSE_CLASSES = sum(c.kind == "pose" for c in CLASSES)
+NUM_POSE_CLASSES = len(synthetic.POSE_CLASSES)
 GROUPS = ("pose", "short_actor", "short_context", "long_actor", "long_context")
 RED_NOW, MARKER_NOW, RED_ELSEWHERE, MARKER_ELSEWHERE = 3, 4, 5, 6     # label columns
 
@@ -247,7 +243,7 @@ def settings(synth: ml_collections.ConfigDict) -> dict:
 
 def label_map_text() -> str:
     """The long-term label map in the AVA .pbtxt format."""
-    return "".join(f'item {{\n  name: "{c.name}"\n  id: {c.id}\n}}\n' for c in CLASSES)
+    return synthetic.label_map_text(CLASSES)
 
 
 def _check_settings(synth: ml_collections.ConfigDict) -> None:
@@ -264,27 +260,8 @@ def _check_settings(synth: ml_collections.ConfigDict) -> None:
 def write_dataset(out_dir: str, synth: ml_collections.ConfigDict) -> None:
     """Writes the whole dataset into the existing, empty directory `out_dir` (see ensure_dataset)."""
     _check_settings(synth)
-    frames_dir = os.path.join(out_dir, "frames")
-    splits = (("train", synth.num_train_videos, synthetic.TRAIN_CSV, synthetic.TRAIN_PROPOSALS_CSV),
-              ("val", synth.num_val_videos, synthetic.VAL_CSV, synthetic.VAL_PROPOSALS_CSV))
-    for split, count, csv, proposals_csv in splits:
-        gt_rows, proposal_rows = [], []
-        for v in range(int(count)):
-            rng = np.random.default_rng((int(synth.seed), 10 if split == "train" else 11, v))
-            gt, props = write_video(frames_dir, f"long_{split}_{v:03d}", rng, synth,
-                                    labelled_proposals=split == "train")
-            gt_rows += gt
-            proposal_rows += props
-        synthetic._write_lines(os.path.join(out_dir, csv), gt_rows)
-        synthetic._write_lines(os.path.join(out_dir, proposals_csv), proposal_rows)
-    rng = np.random.default_rng((int(synth.seed), 12))     # a few excluded val keyframes, as AVA has
-    excluded = [f"long_val_{v:03d},{START_SECOND + 1 + int(rng.integers(synth.keyframes_per_video)):04d}"
-                for v in range(0, int(synth.num_val_videos), 4)]
-    synthetic._write_lines(os.path.join(out_dir, synthetic.EXCLUSIONS_CSV), excluded)
-    with open(os.path.join(out_dir, LABEL_MAP_FILE), "w") as f:
-        f.write(label_map_text())
-    with open(os.path.join(out_dir, synthetic.CONFIG_FILE), "w") as f:
-        json.dump(settings(synth), f, indent=1, sort_keys=True)
+    synthetic.write_generated_set(out_dir, synth, write_video, prefix="long", streams=(10, 11, 12),
+                                  label_map=(LABEL_MAP_FILE, label_map_text()), settings=settings(synth))
 
 
 def ensure_dataset(root: str, synth: ml_collections.ConfigDict) -> None:

@@ -1,4 +1,4 @@
-"""Test-session set-up shared by every test module."""
+"""Set-up shared by every test module (pytest runs it first in every worker)."""
 
 # torch/torchvision must be imported before tensorflow: the other order segfaults inside torchvision ops
 # (measured with tensorflow-cpu 2.21 + torch 2.14.1 + torchvision 0.29.1). conftest runs first in every worker.

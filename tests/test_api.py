@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from acar_jax import api, parallel
-from acar_jax.batch import TRAIN_KEYS
+from acar_jax import api
+from acar_jax.core import parallel
+from acar_jax.core.batch import TRAIN_KEYS
 from acar_jax.models.predictions import predict_scores
-from acar_jax.training import checkpoints, optim, train_step
+from acar_jax.state import checkpoints, train_state
+from acar_jax.training import optim, train_step
 from configs import default
 from tests.helpers import tiny_models as h
 
@@ -30,10 +32,10 @@ def stand_in():
     return create_stand_in
 
 
-def _trained_run(tmp_path, config) -> tuple[str, train_step.TrainState]:
+def _trained_run(tmp_path, config) -> tuple[str, train_state.TrainState]:
     """A workdir with the checkpoint of 2 SGD steps of the stand-in detector."""
     tx = optim.gradient_transformation(config.train.optimizer)
-    graphdef, rng_state, state = train_step.create_train_state(create_stand_in(config, seed=7), tx)
+    graphdef, rng_state, state = train_state.create_train_state(create_stand_in(config, seed=7), tx)
     mesh = parallel.make_mesh()
     state, rng_state = parallel.replicate(state, mesh), parallel.replicate(rng_state, mesh)
     step = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=h.roi_bce)

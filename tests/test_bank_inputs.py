@@ -8,12 +8,15 @@ import json
 import os
 import shutil
 
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
-from acar_jax import experiment
-from acar_jax.training import checkpoints, train_step
+from acar_jax.bank import inputs
+from acar_jax.launch.prepare import prepare_data
+from acar_jax.state import checkpoints, train_state
+from configs import default
 from data_pipelines import bank_files
 from data_pipelines.bank_files import BankError
 from tests.helpers import bank_entry, tiny_models
@@ -26,17 +29,17 @@ GRID = (2, 3)   # 64x80 clips: a 4x5 feature map, minus 2 for the valid 3x3 conv
 def setup(tmp_path_factory):
     """A tiny synthetic dataset, a source ACAR run (a fresh model saved as step 0) and an ACFB config on it."""
     tmp = tmp_path_factory.mktemp("bank_inputs")
-    experiment.prepare_data(bank_entry.tiny_config(str(tmp / "data"), ""))
+    prepare_data(bank_entry.tiny_config(str(tmp / "data"), ""))
     # The source run's weights: any checkpoint serves (the consumer digests the checkpoint as stored, and the
     # fingerprint's model config comes from bank.source_config), so a stand-in model keeps this fast.
-    _, params, batch_stats, _ = train_step.split_model(tiny_models.TinyDetector(rngs=nnx.Rngs(0), num_classes=3))
+    _, params, batch_stats, _ = train_state.split_model(tiny_models.TinyDetector(rngs=nnx.Rngs(0), num_classes=3))
     checkpoints.write_model_checkpoint(str(tmp / "acar" / "checkpoints"), params, batch_stats)
     config = bank_entry.tiny_config(str(tmp / "data"), str(tmp / "bank"))
     config.model.head.type, config.model.head.downsample = "acfb", "none"
-    config.bank.source_config = "configs/default.py"
+    config.bank.source_config = default.get_config()
     config.bank.source_workdir = str(tmp / "acar")
-    source, digest = experiment.bank_source_config(config), experiment.source_params_digest(config, "unused")
-    fingerprints = {split: experiment.bank_fingerprint(config, source, digest, split, 64)
+    source, digest = inputs.bank_source_config(config), inputs.source_params_digest(config, "unused")
+    fingerprints = {split: inputs.bank_fingerprint(config, source, digest, split, 64)
                     for split in ("train", "val")}
     return tmp, config, fingerprints
 
@@ -45,7 +48,7 @@ def write_bank(config, split: str, fingerprint: str, *, drop_video: bool = False
     """A bank of `split` at scale 64: every keyframe's boxes with maps of value t (the timestamp)."""
     from data_pipelines import ava_files
 
-    root = experiment.bank_directory(config, "unused", split, 64)
+    root = inputs.bank_directory(config, "unused", split, 64)
     shutil.rmtree(root, ignore_errors=True)
     records = ava_files.load_keyframe_records(config.data, split)
     videos = sorted({r.video_id for r in records})[: -1 if drop_video else None]
@@ -64,7 +67,7 @@ def test_windows_reach_train_and_eval_batches_flipped_with_the_clip(setup):
     tmp, config, fps = setup
     for split in ("train", "val"):
         write_bank(config, split, fps[split])
-    bank = experiment.open_bank_inputs(config, str(tmp / "run"), ("train", "val"))
+    bank = inputs.open_bank_inputs(config, str(tmp / "run"), ("train", "val"))
     clip = np.zeros((2, 8, 64, 80, 3), np.float32)
     video = bank.train.reader.manifest["videos"][0]
     batch = {"clips": clip, "video_id": np.asarray([video, ""], object), "timestamp": np.asarray([902, 0]),
@@ -82,10 +85,10 @@ def test_windows_reach_train_and_eval_batches_flipped_with_the_clip(setup):
 
 def test_no_bank_names_the_manifest_and_the_keys(setup):
     tmp, config, fps = setup
-    shutil.rmtree(experiment.bank_directory(config, "unused", "train", 64), ignore_errors=True)
+    shutil.rmtree(inputs.bank_directory(config, "unused", "train", 64), ignore_errors=True)
     with pytest.raises(BankError, match=r"train_s64/manifest.json: no bank manifest .*"
                                         r"model.head.type 'acfb' reads .* bank.source_workdir="):
-        experiment.open_bank_inputs(config, str(tmp / "run"), ("train",))
+        inputs.open_bank_inputs(config, str(tmp / "run"), ("train",))
 
 
 @pytest.mark.parametrize("case", ["other_model", "other_split", "missing_video", "missing_file", "incomplete"])
@@ -106,7 +109,7 @@ def test_bad_bank_is_one_error_naming_the_file_and_key(setup, case):
             "missing_file": r"\.tfrecord: missing file of video",
             "incomplete": r"manifest.json: the bank is not complete"}[case]
     with pytest.raises(BankError, match=want + r".*\[model.head.type 'acfb' reads bank.content 'maps'"):
-        experiment.open_bank_inputs(config, str(tmp / "run"), ("train",))
+        inputs.open_bank_inputs(config, str(tmp / "run"), ("train",))
 
 
 def test_no_source_run_or_source_config_names_the_key(setup):
@@ -115,12 +118,12 @@ def test_no_source_run_or_source_config_names_the_key(setup):
     no_run.bank.source_workdir = str(tmp / "nowhere")
     with pytest.raises(BankError, match=r"'acfb' reads a bank: no checkpoint in .*nowhere/checkpoints "
                                         r"\(bank.source_workdir\)"):
-        experiment.open_bank_inputs(no_run, str(tmp / "run"), ("val",))
+        inputs.open_bank_inputs(no_run, str(tmp / "run"), ("val",))
     no_config = config.copy_and_resolve_references()
-    no_config.bank.source_config = ""
+    no_config.bank.source_config = ml_collections.ConfigDict()
     with pytest.raises(BankError, match=r"bank.source_config: model.head.type 'acfb' reads a bank"):
-        experiment.open_bank_inputs(no_config, str(tmp / "run"), ("val",))
-    assert experiment.open_bank_inputs(bank_entry.tiny_config(str(tmp / "data"), ""), "x", ("val",)) is None
+        inputs.open_bank_inputs(no_config, str(tmp / "run"), ("val",))
+    assert inputs.open_bank_inputs(bank_entry.tiny_config(str(tmp / "data"), ""), "x", ("val",)) is None
 
 
 def test_multi_scale_eval_needs_one_val_bank_per_scale(setup):
@@ -129,4 +132,4 @@ def test_multi_scale_eval_needs_one_val_bank_per_scale(setup):
     two_scales = config.copy_and_resolve_references()
     two_scales.data.eval_scales = (64, 80)
     with pytest.raises(BankError, match=r"val_s80/manifest.json: no bank manifest"):
-        experiment.open_bank_inputs(two_scales, str(tmp / "run"), ("val",))
+        inputs.open_bank_inputs(two_scales, str(tmp / "run"), ("val",))

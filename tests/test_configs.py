@@ -1,4 +1,5 @@
-"""Every config file loads through `config_flags` (as run.py loads it), has exactly default.py's fields, and
+"""Every config file loads through `config_flags` (as run.py loads it), has exactly base.py's fields (so do the
+source and variant configs a bank config imports), and
 holds the values that define the reference config or paper recipe it names (table below, from the reference's
 configs/AVA/*.yaml, its slowfast.py defaults and the AVA-Kinetics report's training recipe)."""
 
@@ -11,7 +12,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from configs import default
+from configs import base
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted(p.name for p in (ROOT / "configs").glob("*.py") if p.name != "__init__.py")
@@ -26,10 +27,16 @@ def load(name: str, *overrides: str) -> ml_collections.ConfigDict:
     return flag_values.config
 
 
+NESTED_CONFIGS = ("bank.source_config", "bank.chain_variants")   # whole configs (or name -> config) inside
+
+
 def flat(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, object]:
+    """Dotted key -> value of every field; the nested configs of NESTED_CONFIGS count as one field each."""
     out = {}
     for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict):
+        if f"{prefix}{key}" in NESTED_CONFIGS:
+            out[f"{prefix}{key}"] = value
+        elif isinstance(value, ml_collections.ConfigDict):
             out.update(flat(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
@@ -45,17 +52,25 @@ def test_every_expected_config_file_exists():
 
 
 @pytest.mark.parametrize("name", CONFIG_FILES)
-def test_config_has_exactly_the_default_fields(name):
-    """No typo'd field: the set of dotted keys equals default.py's, and every value keeps default's type."""
-    config = load(name)
-    reference = flat(default.get_config())
+def test_config_has_exactly_the_base_fields(name):
+    """No typo'd field: the set of dotted keys equals base.py's, and every value keeps base's type; the same
+    for the source config and each variant config a bank config imports."""
+    check_fields(load(name), name)
+
+
+def check_fields(config: ml_collections.ConfigDict, name: str) -> None:
+    reference = flat(base.get_config())
     got = flat(config)
     assert set(got) == set(reference), (
         f"{name}: extra {sorted(set(got) - set(reference))}, missing {sorted(set(reference) - set(got))}")
     for key, value in got.items():
         ref_type = type(reference[key])
         assert isinstance(value, ref_type) or (ref_type is float and isinstance(value, int)), (
-            f"{name}: {key} is {type(value).__name__}, default.py has {ref_type.__name__}")
+            f"{name}: {key} is {type(value).__name__}, base.py has {ref_type.__name__}")
+    if config.bank.source_config.keys():
+        check_fields(config.bank.source_config, f"{name} bank.source_config")
+    for variant, variant_config in config.bank.chain_variants.items():
+        check_fields(variant_config, f"{name} bank.chain_variants.{variant}")
 
 
 @pytest.mark.parametrize("name", CONFIG_FILES)

@@ -1,5 +1,5 @@
-"""acar_jax.demo (run.py --mode=demo): with a boxes CSV, actions.csv equals --mode=eval's result CSV on the same
-frames and boxes; annotated.mp4 keeps the input's frame count, size and fps and has the boxes at the right
+"""acar_jax.inference.demo (run.py --mode=demo): with a boxes CSV, actions.csv equals --mode=eval's result CSV on
+the same frames and boxes; annotated.mp4 keeps the input's frame count, size and fps and has the boxes at the right
 pixels, held between keyframes; bad input gets one clear line naming the field, file or row."""
 
 import os
@@ -10,7 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from acar_jax import demo, experiment
+from acar_jax.inference import demo
+from acar_jax.training.evaluate import evaluate_checkpoint
 from data_pipelines import frame_extraction, synthetic
 from tests.helpers import tiny_models as h
 
@@ -87,7 +88,7 @@ def test_actions_csv_equals_eval_result_csv_on_the_same_frames_and_boxes(demo_ru
     (tmp / "data" / "gt.csv").write_text("\n".join(gt) + "\n")
     eval_config.data.update(dict(start_second=0, val_csv="gt.csv", val_proposals=str(tmp / "boxes.csv"),
                                  exclusions=""))
-    metrics = experiment.evaluate_checkpoint(eval_config, str(tmp / "run"))
+    metrics = evaluate_checkpoint(eval_config, str(tmp / "run"))
     want, got = _rows(metrics["eval/csv"]), _rows(result.actions_csv)
     assert len(got) == 3 * 9 and sorted(got) == sorted(want)
     np.testing.assert_allclose([got[k] for k in sorted(got)], [want[k] for k in sorted(want)], atol=1e-5, rtol=0)

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from acar_jax import host_memory
+from acar_jax.launch import host_memory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPPORTED = host_memory.huge_page_environment({}, host_memory.glibc_version(), host_memory.thp_available()) \
@@ -62,7 +62,7 @@ def test_reexec_keeps_interpreter_options_and_arguments(tmp_path):
     probe.write_text(textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {REPO!r})
-        from acar_jax.host_memory import reexec_with_huge_pages
+        from acar_jax.launch.host_memory import reexec_with_huge_pages
         reexec_with_huge_pages("probe")
         print(os.environ["GLIBC_TUNABLES"], sys.flags.dont_write_bytecode, sys.argv[1:], os.getpid())
     """))

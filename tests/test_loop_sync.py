@@ -1,4 +1,5 @@
-"""The loop's host-sync-free pieces (acar_jax/experiment.py): metrics fetched in one go and checked in step order,
+"""The loop's host-sync-free pieces (acar_jax/training/host_loop.py): metrics fetched in one go and checked in
+step order,
 batches copied to the mesh ahead of the step, and a progress bar that writes nothing into a log file."""
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from acar_jax import experiment, parallel
-from acar_jax.training import train_step
+from acar_jax.core import parallel
+from acar_jax.training import host_loop, train_step
 
 
 def _metrics(loss: float) -> dict:
@@ -20,16 +21,16 @@ def _metrics(loss: float) -> dict:
 
 def test_fetch_checked_returns_host_metrics_in_order_and_empties_pending():
     pending = [(5, _metrics(0.5)), (6, _metrics(0.25))]
-    host = experiment.fetch_checked(pending)
+    host = host_loop.fetch_checked(pending)
     assert pending == [] and [float(m["loss"]) for m in host] == [0.5, 0.25]
     assert all(isinstance(m["loss"], np.ndarray | np.generic) for m in host)
-    assert experiment.fetch_checked([]) == []
+    assert host_loop.fetch_checked([]) == []
 
 
 def test_fetch_checked_names_the_first_non_finite_step():
     pending = [(10, _metrics(0.5)), (11, _metrics(float("nan"))), (12, _metrics(float("inf")))]
     with pytest.raises(train_step.NonFiniteLossError, match=r"^step 11: non-finite loss"):
-        experiment.fetch_checked(pending)
+        host_loop.fetch_checked(pending)
 
 
 def test_prefetch_to_mesh_keeps_order_and_reads_only_size_ahead():
@@ -41,7 +42,7 @@ def test_prefetch_to_mesh_keeps_order_and_reads_only_size_ahead():
             pulled.append(i)
             yield {"x": np.full((jax.device_count(), 2), i, np.float32), "unused": np.zeros(1)}
 
-    it = experiment.prefetch_to_mesh(batches(), mesh, ("x",), size=2)
+    it = host_loop.prefetch_to_mesh(batches(), mesh, ("x",), size=2)
     first = next(it)
     assert set(first) == {"x"} and isinstance(first["x"], jax.Array)
     assert first["x"].sharding.spec == jax.sharding.PartitionSpec(parallel.AXIS)
@@ -50,6 +51,6 @@ def test_prefetch_to_mesh_keeps_order_and_reads_only_size_ahead():
 
 
 def test_progress_bar_is_silent_when_stderr_is_not_a_terminal():
-    bar = experiment.progress_bar(100, 0, disable=False)   # pytest captures stderr: not a terminal
+    bar = host_loop.progress_bar(100, 0, disable=False)   # pytest captures stderr: not a terminal
     assert bar.disable
     bar.close()

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from acar_jax import experiment
-from acar_jax.training import checkpoints, train_step
+from acar_jax.state import checkpoints
+from acar_jax.training import loop, train_step
 from configs import default
 from tests.helpers import tiny_models as h
 
 
 def test_exploding_run_stops_at_the_first_non_finite_step(tmp_path):
-    hooks = experiment.Hooks(create_model=lambda config: h.TinyDetector(
+    hooks = loop.Hooks(create_model=lambda config: h.TinyDetector(
         rngs=nnx.Rngs(params=0, dropout=1), num_classes=int(config.model.num_classes)),
         roi_loss=lambda config: h.roi_bce)
     config = default.get_config()
@@ -30,7 +30,7 @@ def test_exploding_run_stops_at_the_first_non_finite_step(tmp_path):
     config.train.schedule.milestone_steps = (100, 200)
     config.train.schedule.warmup_lr = 1e30          # step 0 runs at base_lr, step 1 explodes the weights
     with pytest.raises(train_step.NonFiniteLossError, match=r"step 2: non-finite loss") as err:
-        experiment.train_and_evaluate(config, str(tmp_path / "run"), hooks=hooks)
+        loop.train_and_evaluate(config, str(tmp_path / "run"), hooks=hooks)
     assert "no checkpoint of it is written" in str(err.value)
     ckpt_dir = os.path.join(tmp_path, "run", "checkpoints")
     assert sorted(os.listdir(ckpt_dir)) == ["1", "2"]               # the states after steps 0 and 1 only

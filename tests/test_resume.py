@@ -11,7 +11,7 @@ import signal
 import numpy as np
 import pytest
 
-from acar_jax.training import checkpoints
+from acar_jax.state import checkpoints
 from tests.helpers import runs as run_helpers
 
 STEPS = ("--config.train.num_steps=6", "--config.checkpoint.every_steps=2")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from acar_jax.training import checkpoints, optim, train_step
+from acar_jax.state import checkpoints, train_state
+from acar_jax.training import optim
 from tests.helpers import tiny_models as h
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +43,7 @@ def test_unknown_config_file_is_named():
 def _state(num_classes):
     model = h.TinyDetector(rngs=nnx.Rngs(params=0, dropout=1), num_classes=num_classes)
     tx = optim.gradient_transformation(_opt())
-    return train_step.create_train_state(model, tx)[2]
+    return train_state.create_train_state(model, tx)[2]
 
 
 def _opt():
@@ -90,7 +91,7 @@ def jax_tree_add(tree, value):
     return jax.tree.map(lambda x: x + value, tree)
 
 
-# ----------------------------------------------- user errors of a real run: one line, no traceback (issue 12)
+# ---------------------------------------------------------- user errors of a real run: one line, no traceback
 
 R50 = os.path.join(REPO, "configs", "ava_slowfast_r50_acar.py")
 

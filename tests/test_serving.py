@@ -1,5 +1,5 @@
-"""acar_jax.serving / tools/export.py: the jax.export artifact, run by its standalone loader in a fresh process
-without acar_jax, gives api.load_model(...).predict's scores; a clip size the model cannot take is refused
+"""acar_jax.inference.export.serving / tools/export.py: the jax.export artifact, run by its standalone loader in a
+fresh process without acar_jax, gives api.load_model(...).predict's scores; a clip size the model cannot take is refused
 naming the argument."""
 
 import json
@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from acar_jax import api, serving
+from acar_jax import api
+from acar_jax.inference.export import serving
 from tests.helpers import tiny_models as h
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,7 +83,7 @@ def test_saved_model_in_a_fresh_process_with_tensorflow_alone_equals_predict(tin
     """jax2tf's SavedModel (weights as variables, any batch), run by its loader with TensorFlow and numpy only
     (jax, jaxlib, flax and acar_jax cannot be imported there: `import tensorflow` itself tries jax, for TFLite,
     and goes on without it), gives predict's scores."""
-    from acar_jax import saved_model  # noqa: PLC0415 (TensorFlow only in this test)
+    from acar_jax.inference.export import saved_model  # noqa: PLC0415 (TensorFlow only in this test)
     config, workdir = tiny_run
     model = api.load_model(config, workdir)
     out = tmp_path / "model_dir"

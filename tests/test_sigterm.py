@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from acar_jax.training import checkpoints
+from acar_jax.state import checkpoints
 from tests.helpers import runs as run_helpers
 
 

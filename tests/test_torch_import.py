@@ -1,4 +1,4 @@
-"""PyTorch weight import (acar_jax/torch_import.py): naming schemes, strictness, safe loading.
+"""PyTorch weight import (acar_jax/interop/torch_import.py): naming schemes, strictness, safe loading.
 
 Oracles: `tests/parity/torch_slowfast.py` (the reference SlowFast with its exact attribute names, random
 weights and BN statistics) and `tests/parity/torch_reference_names.py` (the key layouts of ACAR-Net training,
@@ -17,11 +17,11 @@ import pytest
 import torch  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from acar_jax import torch_import as ti  # noqa: E402
+from acar_jax.interop import torch_import as ti  # noqa: E402
+from acar_jax.interop.torch_reference import reference_names as names  # noqa: E402
+from acar_jax.interop.torch_reference import slowfast as sf_oracle  # noqa: E402
 from acar_jax.models.slowfast import SlowFast  # noqa: E402
 from configs.default import get_config  # noqa: E402
-from tests.helpers import torch_reference_names as names  # noqa: E402
-from tests.helpers import torch_slowfast as sf_oracle  # noqa: E402
 
 ATOL = 1e-4
 
@@ -338,7 +338,8 @@ def test_convert_then_load_model_gives_oracle_logits(tmp_path, stand_in, form):
     """A model-zoo (flat) and a training (`state_dict`) checkpoint convert; api.load_model's logits equal the
     torch model's (1e-4); the same directory restores as run.py --mode=eval does (Checkpointer.restore)."""
     from acar_jax import api  # noqa: PLC0415
-    from acar_jax.training import checkpoints, optim, train_step  # noqa: PLC0415
+    from acar_jax.state import checkpoints, train_state  # noqa: PLC0415
+    from acar_jax.training import optim  # noqa: PLC0415
     from tools import convert_torch_checkpoint as conv  # noqa: PLC0415
 
     cfg = get_config()
@@ -360,7 +361,7 @@ def test_convert_then_load_model_gives_oracle_logits(tmp_path, stand_in, form):
     assert err < ATOL
 
     tx = optim.gradient_transformation(cfg.train.optimizer)
-    _, _, state = train_step.create_train_state(stand_in(cfg, seed=5), tx)
+    _, _, state = train_state.create_train_state(stand_in(cfg, seed=5), tx)
     ckpt = checkpoints.Checkpointer(str(tmp_path / "out"), every_steps=1, max_to_keep=1)
     restored = ckpt.restore(state)
     ckpt.close()
@@ -372,7 +373,8 @@ def test_convert_pyslowfast_backbone_for_fine_tuning(tmp_path, stand_in, capsys)
     """A PySlowFast Kinetics checkpoint: needs --allow_missing=head --allow_unused=classifier (report lists the
     classifier keys and the kept head arrays); init_from scope backbone takes exactly the oracle's backbone, and
     its features equal the oracle's."""
-    from acar_jax.training import checkpoints, optim, train_step  # noqa: PLC0415
+    from acar_jax.state import checkpoints, train_state  # noqa: PLC0415
+    from acar_jax.training import optim  # noqa: PLC0415
     from tools import convert_torch_checkpoint as conv  # noqa: PLC0415
 
     cfg = get_config()
@@ -388,7 +390,7 @@ def test_convert_pyslowfast_backbone_for_fine_tuning(tmp_path, stand_in, capsys)
     assert report.missing == {"head": ["head/fc/kernel"]}
 
     tx = optim.gradient_transformation(cfg.train.optimizer)
-    _, _, fresh = train_step.create_train_state(stand_in(cfg, seed=9), tx)
+    _, _, fresh = train_state.create_train_state(stand_in(cfg, seed=9), tx)
     state = checkpoints.init_from(fresh, str(tmp_path / "out"), scope="backbone")
     np.testing.assert_array_equal(np.asarray(state.params["head"]["fc"]["kernel"][...]),
                                   np.asarray(fresh.params["head"]["fc"]["kernel"][...]))
@@ -509,6 +511,7 @@ _CLI_WITH_STAND_IN = """
 import functools
 import sys
 from tests.test_torch_import import create_stand_in
+from acar_jax.state import train_state
 from tools import convert_torch_checkpoint as tool
 sys.argv = ["convert_torch_checkpoint.py"] + sys.argv[1:]
 tool.app.run(functools.partial(tool.main, create=create_stand_in))
@@ -522,7 +525,7 @@ def test_cli_converts_a_kinetics_backbone(tmp_path):
     import subprocess
     import sys
 
-    from acar_jax.training import checkpoints
+    from acar_jax.state import checkpoints
 
     cfg = get_config()
     path = tmp_path / "k400.pyth"
@@ -544,7 +547,7 @@ def test_cli_converts_a_kinetics_backbone(tmp_path):
 # ------------------------------------------------------------------- full round trip with the real detector
 
 def torch_detector(model_config, seed: int = 0):
-    from tests.helpers import torch_heads
+    from acar_jax.interop.torch_reference import heads as torch_heads
 
     backbone = torch_backbone(model_config.backbone, seed)
     head = torch_heads.randomize_(torch_heads.from_model_config(
@@ -555,7 +558,7 @@ def torch_detector(model_config, seed: int = 0):
 def round_trip(tmp_path, config, form: str, num_frames: int) -> float:
     """Oracle (reference names) -> torch.save (zoo or training form) -> converter -> api.load_model logits."""
     from acar_jax import api
-    from tests.helpers import torch_heads
+    from acar_jax.interop.torch_reference import heads as torch_heads
     from tests.models.test_detector import make_inputs
     from tools import convert_torch_checkpoint as conv
 

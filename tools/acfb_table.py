@@ -2,7 +2,7 @@
 
   python tools/acfb_table.py --workdir_root=runs/sweep_acfb
 
-Reads every `<workdir_root>/*/chain/<stage>.json` that a finished stage wrote (acar_jax/acfb_chain.py) and prints
+Reads every `<workdir_root>/*/chain/<stage>.json` that a finished stage wrote (acar_jax/training/chain.py) and prints
 a Markdown table: one row per stage, one column per group ("mean ± half-range [min, max] (n seeds)") plus
 "mAP_long_term" (the mean of the two long-term groups), and one row per bank head of its per-seed difference to
 the same seed's ACAR run.

@@ -7,7 +7,7 @@
 DIR is written as a run's workdir (`DIR/checkpoints/0`: params, BatchNorm statistics, a zero optimiser state),
 so every consumer takes it unchanged: `run.py --workdir=DIR --mode=eval`, `run.py
 --config.checkpoint.init_from=DIR [--config.checkpoint.init_scope=backbone]` and `api.load_model(CONFIG, DIR)`.
-Strict by default (acar_jax/torch_import.py): every key used once, every array filled, shapes checked. A
+Strict by default (acar_jax/interop/torch_import.py): every key used once, every array filled, shapes checked. A
 Kinetics backbone has no AVA head and carries a Kinetics classifier: `--allow_missing=head
 --allow_unused=classifier` keeps the head at its initialisation (config.seed) and lists the classifier keys.
 """
@@ -26,7 +26,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: the project's packages are importable
     sys.path.insert(0, str(ROOT))
 
-from acar_jax import torch_import  # noqa: E402
+from acar_jax.interop import torch_import  # noqa: E402
+from acar_jax.state import train_state  # noqa: E402
 
 _INPUT = flags.DEFINE_string("input", None, "PyTorch checkpoint (.pth, .pth.tar, .pyth)")
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file of the target model (configs/*.py)",
@@ -49,9 +50,10 @@ def convert(input_path: str, config, output: str, *, allow_missing: Sequence[str
     `create(config)` builds the target module (default: the detector of config.model)."""
     from flax import nnx  # noqa: PLC0415 (flags are parsed before jax loads)
 
-    from acar_jax.config_files import load_config  # noqa: PLC0415
+    from acar_jax.launch.config_files import load_config  # noqa: PLC0415
     from acar_jax.models.detector import create_model  # noqa: PLC0415
-    from acar_jax.training import checkpoints, optim, train_step  # noqa: PLC0415
+    from acar_jax.state import checkpoints  # noqa: PLC0415
+    from acar_jax.training import optim  # noqa: PLC0415
 
     config = load_config(config)
     directory = os.path.join(os.path.abspath(output), checkpoints.CHECKPOINT_SUBDIR)
@@ -65,7 +67,7 @@ def convert(input_path: str, config, output: str, *, allow_missing: Sequence[str
                                       allow_missing=allow_missing, allow_unused=allow_unused, container=container,
                                       source_name=input_path)
     # A full step-0 TrainState (with the config's optimiser state), so --mode=eval and resume read it as a run's.
-    _, _, state = train_step.create_train_state(model, optim.gradient_transformation(config.train.optimizer))
+    _, _, state = train_state.create_train_state(model, optim.gradient_transformation(config.train.optimizer))
     ckpt = checkpoints.Checkpointer(output, every_steps=1, max_to_keep=1)
     try:
         if not ckpt.save(state, force=True):

@@ -1,5 +1,5 @@
 """Exports a trained model as a serving artifact with a standalone loader: a `jax.export` artifact
-(acar_jax/serving.py) and/or a TF SavedModel (acar_jax/saved_model.py).
+(acar_jax/inference/export/serving.py) and/or a TF SavedModel (acar_jax/inference/export/saved_model.py).
 
   python tools/export.py --config=configs/default.py --workdir=runs/default --output=model_dir \
       --height=64 --width=384 [--batch=b] [--frames=8] [--max_boxes=8] [--platforms=cpu,cuda,tpu] \
@@ -61,7 +61,8 @@ def main(argv: list[str]) -> None:
     import jax  # noqa: PLC0415 (flags are parsed before jax loads)
     import numpy as np  # noqa: PLC0415
 
-    from acar_jax import api, serving  # noqa: PLC0415
+    from acar_jax import api  # noqa: PLC0415
+    from acar_jax.inference.export import serving  # noqa: PLC0415
     from data_pipelines import ava_files  # noqa: PLC0415
 
     config = _CONFIG.value
@@ -83,7 +84,7 @@ def main(argv: list[str]) -> None:
     else:
         paths = [serving.write_signature(_OUTPUT.value, signature)]
     if "savedmodel" in formats:
-        from acar_jax import saved_model  # noqa: PLC0415 (TensorFlow only when asked for)
+        from acar_jax.inference.export import saved_model  # noqa: PLC0415 (TensorFlow only when asked for)
         paths += saved_model.write_saved_model(
             model, _OUTPUT.value, batch=batch, frames=exported.in_avals[0].shape[1], height=_HEIGHT.value,
             width=_WIDTH.value, max_boxes=exported.in_avals[1].shape[1], platforms=_PLATFORMS.value)

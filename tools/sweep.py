@@ -25,7 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # sweep and config files import `configs.*`
     sys.path.insert(0, str(ROOT))
 
-from acar_jax import config_files  # noqa: E402
+from acar_jax.launch import config_files  # noqa: E402
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Python file whose get_sweep() returns a list of override dicts.")
 _BASE_CONFIG = flags.DEFINE_string("base_config", "configs/default.py", "config file every run starts from.")

@@ -21,7 +21,7 @@ PySlowFast) loops over keyframes and classes in Python. This module computes the
    with VOC AP (precision made monotone from the right, summed over recall steps). A class without GT has AP
    NaN; one with GT and no detection 0. mAP is `np.nanmean` over ids 1..max id of the label map.
 
-CLI with the official flags: `python -m acar_jax.ava_eval -l LABELMAP -g GT_CSV -d DETECTIONS_CSV
+CLI with the official flags: `python -m acar_jax.evaluation.ava_metric -l LABELMAP -g GT_CSV -d DETECTIONS_CSV
 [-e EXCLUSIONS_CSV]`; the last line printed is `mAP@0.5IOU: <value>` with the value's full repr.
 Stricter than the official code (it would crash or silently misbehave): non-finite numbers, GT boxes with
 x1 > x2 or y1 > y2, and label-map ids below 1 raise a ValueError naming the file (and line); the CLI prints

@@ -9,7 +9,7 @@ The path, top to bottom:
      prediction function (acar_jax.models.predictions), as the reference's eval branch does
   -> result CSV `video_id,timestamp,x1,y1,x2,y2,action_id,score` (result_csv.py), original boxes,
      one row per (box, class of the label map)
-  -> frame-mAP of that CSV (ava_metric.py, what `python -m acar_jax.ava_eval` prints for it)
+  -> frame-mAP of that CSV (ava_metric.py, what `python -m acar_jax.evaluation.ava_metric` prints for it)
   -> per-class table, bar chart, group mAPs, TensorBoard (report.py).
 
 Box identity: a box is (record r, its row j in the record). Records are loaded in a fixed order, so a box has
@@ -84,7 +84,7 @@ def run_views(records: Sequence[KeyframeRecord], data_config: ml_collections.Con
               bank_inputs: BankInputsFn | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-view logits `[V, M, K]` float32 and survival `[V, M]` bool of every box (zero / False for boxes
     this process did not see in that view). `merge(logits, survives)` combines one view's arrays across
-    processes (evaluate_split passes the multi-host sum); None keeps this process's own. `bank_inputs` adds
+    processes (Evaluator.evaluate passes the multi-host sum); None keeps this process's own. `bank_inputs` adds
     each batch's bank window (a feature-bank head; one bank per test scale) to the logits_fn call."""
     index = BoxIndex(records)
     test_views = views.multiview_test_plan(data_config.eval_scales, bool(data_config.eval_flip))
@@ -191,7 +191,7 @@ def score_records(config: ml_collections.ConfigDict, data_config: ml_collections
                   bank_inputs: BankInputsFn | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Scores [M, K] float32 and seen [M] bool of every box of `records` (BoxIndex order): every test view of
     `data_config`, logits fused over views, then the prediction function of config.train. The one scoring
-    path of evaluate_split and the video demo."""
+    path of the Evaluator and the video demo."""
     view_logits, survives = run_views(records, data_config, logits_fn, batch_size=int(config.eval_batch_size),
                                       num_classes=int(config.model.num_classes), process_index=jax.process_index(),
                                       process_count=jax.process_count(), merge=merge,
@@ -202,53 +202,65 @@ def score_records(config: ml_collections.ConfigDict, data_config: ml_collections
     return scores, seen
 
 
-def evaluate_split(config: ml_collections.ConfigDict, logits_fn: LogitsFn, workdir: str, *, step: int,
-                   writer=None, bank_inputs: BankInputsFn | None = None) -> dict[str, float | str]:
-    """Runs every test view of the val split through `logits_fn`, writes `workdir/eval/results_step<N>.csv`,
-    scores it and writes the report; returns {"mAP", per-group mAPs, "csv": path}.
+class Evaluator:
+    """The val split of a config, read once (label map, keyframe records and their box index, the GT, the class
+    groups); `evaluate` then scores any logits function on it.
 
-    The CSV has `config.eval_csv_decimals` decimals (3 in the paper configs, as the reference; None or -1: full
-    precision). Each view compiles one program per exact resized size (`config.data.eval_pad_spatial`).
-
-    logits_fn(clips [B, T, H, W, 3], boxes [B, N, 4], box_mask [B, N], valid_hw [B, 2]) -> logits [B, N, K]
-    for this process's slice of each batch (e.g. api.load_model(...).logits, or a jitted sharded function);
-    a feature-bank head's logits_fn also takes bank= and bank_mask=, which `bank_inputs(batch, view)` gives.
+    Each call runs every test view of the val split through `logits_fn`, writes
+    `workdir/eval/results_step<N>.csv` (`config.eval_csv_decimals` decimals: 3 in the paper configs, as the
+    reference; -1 for full precision), scores it and writes the report. Each view compiles one program per
+    exact resized size (`config.data.eval_pad_spatial`).
     """
-    data = config.data
-    label_map = ava_files.read_label_map(ava_files.resolve_path(data.root, data.label_map))
-    num_classes = int(config.model.num_classes)
-    if label_map.num_classes != num_classes:
-        raise ValueError(f"{label_map.path}: {label_map.num_classes} classes, but config.model.num_classes "
-                         f"is {num_classes}")
-    records = sources.keyframe_records(data, "val")
-    if not records:
-        raise ValueError(f"no val keyframes to evaluate under {data.root} (val_csv / val_proposals empty?)")
-    index = BoxIndex(records)
-    scores, seen = score_records(config, data, records, logits_fn, merge=_merge_processes,
-                                 bank_inputs=bank_inputs)
 
-    out_dir = os.path.join(workdir, "eval")
-    csv_path = os.path.join(out_dir, f"results_step{step}.csv")
-    groups = class_groups(data.dataset, label_map)
-    names = ["mAP"] + [f"mAP_{g}" for g in groups]
-    values = np.zeros(len(names), np.float64)
-    if jax.process_index() == 0:
-        num_rows = write_results(csv_path, index, scores, seen, label_map.ids,
-                                 csv_decimals(config.get("eval_csv_decimals")))
-        exclusions = ava_files.resolve_path(data.root, data.exclusions) if data.exclusions else None
-        result = ava_metric.evaluate_frame_map(ava_files.resolve_path(data.root, data.label_map),
-                                               groundtruth_rows(data), csv_path, exclusions)
-        group_values = report.group_map(result, groups)
-        report.write_report(result, out_dir, name=f"step{step}", groups=groups)
-        if writer is not None:
-            report.log_report(writer, step, result, groups=groups)
-        values = np.asarray([result.mean_ap] + [group_values[g] for g in groups], np.float64)
-        logging.info("eval step %d: %d of %d boxes scored, %d rows in %s\n%s", step, int(seen.sum()),
-                     index.num_boxes, num_rows, csv_path, report.format_table(result, groups))
-    values = _broadcast_floats(values)
-    metrics: dict[str, float | str] = {name: float(v) for name, v in zip(names, values, strict=True)}
-    metrics["csv"] = csv_path
-    return metrics
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        data = config.data
+        self.config, self.workdir = config, workdir
+        self.label_map_path = ava_files.resolve_path(data.root, data.label_map)
+        self.label_map = ava_files.read_label_map(self.label_map_path)
+        num_classes = int(config.model.num_classes)
+        if self.label_map.num_classes != num_classes:
+            raise ValueError(f"{self.label_map.path}: {self.label_map.num_classes} classes, but "
+                             f"config.model.num_classes is {num_classes}")
+        self.records = sources.keyframe_records(data, "val")
+        if not self.records:
+            raise ValueError(f"no val keyframes to evaluate under {data.root} (val_csv / val_proposals empty?)")
+        self.index = BoxIndex(self.records)
+        self.groups = class_groups(data.dataset, self.label_map)
+        self.exclusions = ava_files.resolve_path(data.root, data.exclusions) if data.exclusions else None
+        self.decimals = csv_decimals(config.eval_csv_decimals)
+        self._groundtruth: result_csv.AvaRows | None = None     # read by process 0 at its first evaluation
+
+    def evaluate(self, logits_fn: LogitsFn, *, step: int, writer=None,
+                 bank_inputs: BankInputsFn | None = None) -> dict[str, float | str]:
+        """{"mAP", per-group mAPs, "csv": path} of `logits_fn` on the val split, on every process.
+
+        logits_fn(clips [B, T, H, W, 3], boxes [B, N, 4], box_mask [B, N], valid_hw [B, 2]) -> logits [B, N, K]
+        for this process's slice of each batch (e.g. api.load_model(...).logits, or a jitted sharded function);
+        a feature-bank head's logits_fn also takes bank= and bank_mask=, which `bank_inputs(batch, view)` gives.
+        """
+        scores, seen = score_records(self.config, self.config.data, self.records, logits_fn, merge=_merge_processes,
+                                     bank_inputs=bank_inputs)
+        out_dir = os.path.join(self.workdir, "eval")
+        csv_path = os.path.join(out_dir, f"results_step{step}.csv")
+        names = ["mAP"] + [f"mAP_{g}" for g in self.groups]
+        values = np.zeros(len(names), np.float64)
+        if jax.process_index() == 0:
+            if self._groundtruth is None:
+                self._groundtruth = groundtruth_rows(self.config.data)
+            num_rows = write_results(csv_path, self.index, scores, seen, self.label_map.ids, self.decimals)
+            result = ava_metric.evaluate_frame_map(self.label_map_path, self._groundtruth, csv_path,
+                                                   self.exclusions)
+            group_values = report.group_map(result, self.groups)
+            report.write_report(result, out_dir, name=f"step{step}", groups=self.groups)
+            if writer is not None:
+                report.log_report(writer, step, result, groups=self.groups)
+            values = np.asarray([result.mean_ap] + [group_values[g] for g in self.groups], np.float64)
+            logging.info("eval step %d: %d of %d boxes scored, %d rows in %s\n%s", step, int(seen.sum()),
+                         self.index.num_boxes, num_rows, csv_path, report.format_table(result, self.groups))
+        values = _broadcast_floats(values)
+        metrics: dict[str, float | str] = {name: float(v) for name, v in zip(names, values, strict=True)}
+        metrics["csv"] = csv_path
+        return metrics
 
 
 def class_groups(dataset: str, label_map: ava_files.LabelMap) -> dict[str, tuple[int, ...]]:

@@ -1,7 +1,7 @@
 """Multi-scale + flip test views, and the fusion of a box's logits over the views in which it survives.
 
 A test view is a short side (256, 288, 320 in the paper) and a horizontal flip. Boxes are normalised
-x1, y1, x2, y2 to each clip's own frame (acar_jax/batch.py), so rescaling leaves them unchanged and the input
+x1, y1, x2, y2 to each clip's own frame (acar_jax/core/batch.py), so rescaling leaves them unchanged and the input
 pipeline flips them with the clip; the result CSV takes the boxes as read from the CSV, as the reference writes
 `label['bounding_box']`.
 

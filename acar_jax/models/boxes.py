@@ -1,6 +1,6 @@
 """Box geometry on the padded feature map: where a box normalised to its clip's unpadded frame lands.
 
-Boxes reach the model normalised to each clip's own unpadded frame (acar_jax/batch.py); clips are zero-padded
+Boxes reach the model normalised to each clip's own unpadded frame (acar_jax/core/batch.py); clips are zero-padded
 bottom/right to a bucket size. These two functions are the only place that accounts for the padding.
 """
 

@@ -1,7 +1,7 @@
 """The detector: SlowFast backbone + Linear / ACAR head on a batch of padded clips and padded boxes.
 
 State paths are `backbone/...` and `head/...`, the reference's `module.backbone.module.*` / `module.head.module.*`
-without the wrappers, so PyTorch checkpoints import by name (acar_jax.torch_import).
+without the wrappers, so PyTorch checkpoints import by name (acar_jax.interop.torch_import).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from acar_jax.batch import check_model_inputs
+from acar_jax.core.batch import check_model_inputs
 from acar_jax.models.heads import build_head
 from acar_jax.models.layers import torch_style_param_count
 from acar_jax.models.slowfast import SlowFast
@@ -24,10 +24,9 @@ class ACARDetector(nnx.Module):
     conv_kernel_grad)."""
 
     def __init__(self, model_config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
-        dtype = jnp.dtype(model_config.get("dtype", "float32"))
-        self.backbone = SlowFast(model_config.backbone, dtype=dtype, remat=bool(model_config.get("remat", False)),
-                                 conv3d=str(model_config.get("conv3d", "auto")),
-                                 kernel_grad=str(model_config.get("conv_kernel_grad", "auto")), rngs=rngs)
+        self.backbone = SlowFast(model_config.backbone, dtype=jnp.dtype(model_config.dtype),
+                                 remat=bool(model_config.remat), conv3d=str(model_config.conv3d),
+                                 kernel_grad=str(model_config.conv_kernel_grad), rngs=rngs)
         width = self.backbone.slow_channels + self.backbone.fast_channels
         self.head = build_head(model_config, width, rngs=rngs)
 
@@ -64,7 +63,7 @@ def reads_bank(model: nnx.Module) -> bool:
 def create_model(config: ml_collections.ConfigDict, *, seed: int | None = None) -> ACARDetector:
     """The project's one model factory: the detector of `config.model` with fresh parameters (params stream
     seeded by `seed`, default config.seed; the dropout stream by seed + 1)."""
-    seed = int(config.get("seed", 0)) if seed is None else int(seed)
+    seed = int(config.seed) if seed is None else int(seed)
     return ACARDetector(config.model, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
 
 

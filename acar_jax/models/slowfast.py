@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from acar_jax.batch import check_array
+from acar_jax.core.batch import check_array
 from acar_jax.models.layers import Conv3d, FrozenBatchNorm, resolve_conv3d, stem_max_pool
 
 EXPANSION = 4  # bottleneck output channels = planes * EXPANSION

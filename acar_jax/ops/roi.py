@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from acar_jax.batch import check_array
+from acar_jax.core.batch import check_array
 
 Pair = tuple[int, int]
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from acar_jax.batch import check_array
+from acar_jax.core.batch import check_array
 from acar_jax.models.predictions import check_pose_classes
 
 _LOG_CLAMP = -100.0  # torch's binary_cross_entropy clamps log(p) and log(1 - p) at -100

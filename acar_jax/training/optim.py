@@ -23,7 +23,7 @@ OPTIMIZERS = ("sgd", "adamw")
 
 def gradient_transformation(optimizer_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     """The update direction (before the learning rate) of config.train.optimizer: SGD's or AdamW's."""
-    name = optimizer_config.get("name", "sgd")
+    name = optimizer_config.name
     if name == "sgd":
         return _sgd(optimizer_config)
     if name == "adamw":

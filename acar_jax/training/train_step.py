@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,39 +21,16 @@ from flax import nnx
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from acar_jax.batch import BANK_KEYS
-from acar_jax.parallel import AXIS, BatchSizeError, check_batch_size  # noqa: F401 (re-exported)
+from acar_jax.core.batch import BANK_KEYS
+from acar_jax.core.parallel import AXIS
+from acar_jax.state.train_state import TrainState
 from acar_jax.training import optim
 
 RoiLossFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # (logits, labels, box_mask) -> [B, N]
 
 
-class TrainState(flax.struct.PyTreeNode):
-    """Everything a resumed run needs besides the config: what orbax checkpoints (see checkpoints.py)."""
-
-    step: jax.Array              # [] int32: global steps run so far, skipped ones included (= data iterator state)
-    params: nnx.State            # nnx.Param leaves: what SGD trains
-    batch_stats: nnx.State       # nnx.BatchStat leaves: frozen BatchNorm statistics, never updated
-    opt_state: optax.OptState    # momentum buffers
-
-
 class NonFiniteLossError(FloatingPointError):
     """Raised by the loop when a step's loss or gradient is not finite (its update is never applied)."""
-
-
-def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State, nnx.State]:
-    """(graphdef, params, batch_stats, rng_state): rng_state holds the nnx RNG streams (dropout), which the
-    step reseeds from (seed, step) every time, so it never needs checkpointing."""
-    return nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-
-
-def create_train_state(model: nnx.Module, tx: optax.GradientTransformation
-                       ) -> tuple[nnx.GraphDef, nnx.State, TrainState]:
-    """(graphdef, rng_state, state at step 0) of a freshly built (or restored-into) model."""
-    graphdef, params, batch_stats, rng_state = split_model(model)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                       opt_state=tx.init(params))
-    return graphdef, rng_state, state
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, mesh: Mesh, *,
@@ -62,8 +38,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, me
                     ) -> Callable[[TrainState, nnx.State, dict, jax.Array], tuple[TrainState, dict]]:
     """The jitted sharded step `(state, rng_state, batch, lr) -> (state, metrics)`.
 
-    batch: global arrays of acar_jax.batch.TRAIN_KEYS (+ BANK_KEYS for a feature-bank head) sharded over
-    `data` (acar_jax.parallel.shard_batch); lr: [] float32 rate of this step.
+    batch: global arrays of acar_jax.core.batch.TRAIN_KEYS (+ BANK_KEYS for a feature-bank head) sharded over
+    `data` (acar_jax.core.parallel.shard_batch); lr: [] float32 rate of this step.
     Dropout key of device d at step s, micro-batch m: fold_in(fold_in(fold_in(key(seed), s), d), m), so a
     resumed run draws the same masks. metrics (replicated): loss (mean over the global batch's real RoIs),
     num_rois, grad_norm, applied (1 when the update was applied), finite.

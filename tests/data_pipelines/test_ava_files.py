@@ -1,6 +1,6 @@
-"""Readers of the official AVA files on real-format fixtures (issue 4 items 1 and 2).
+"""Readers of the official AVA files on real-format fixtures.
 
-Item 1: ids, names, exclusions, thresholds, person ids. Item 2: one test per bad input; every error names the
+First: ids, names, exclusions, thresholds, person ids. Then: one test per bad input; every error names the
 file and the 1-based line, and a bad row costs nothing else (the error lists exactly that row).
 """
 
@@ -306,7 +306,7 @@ def test_seven_columns_still_an_error_for_ava_gt(tmp_path, label_map):
         read_box_annotations(path, label_map)
 
 
-# --------------------------------------------------------------------- the real-format corpus (issue 12)
+# ---------------------------------------------------------------------------------- the real-format corpus
 
 from tests.helpers import ava_corpus  # noqa: E402
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from acar_jax.models.acfb import flip_maps
+from acar_jax.models.acfb_head import flip_maps
 from data_pipelines import bank_files
 from data_pipelines.bank_files import BankError, BankReader, Entry
 from data_pipelines.bank_windows import BankWindows

@@ -14,7 +14,7 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
-from acar_jax.training import checkpoints, train_step
+from acar_jax.state import checkpoints, train_state
 from configs.default import get_config
 from data_pipelines import ava_files, clips, packed_clips, packed_prepare, sources, synthetic
 
@@ -82,7 +82,7 @@ def test_shard_batches_equal_frame_batches_step_for_step_and_after_resume(prepar
 
     # Resume: the iterator position (the step) saved in a checkpoint, restored by a new Checkpointer as the loop
     # restores it (a one-layer model keeps this fast; the state's structure is what orbax saves).
-    _, _, state = train_step.create_train_state(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), optax.sgd(0.1))
+    _, _, state = train_state.create_train_state(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), optax.sgd(0.1))
     ckpt = checkpoints.Checkpointer(str(tmp_path), every_steps=1, max_to_keep=1)
     ckpt.save(state.replace(step=np.asarray(2, np.int32)), force=True)
     ckpt.close()

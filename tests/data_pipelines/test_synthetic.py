@@ -137,7 +137,7 @@ def test_linear_head_reach_bounds_what_a_roi_feature_reads():
     import jax.numpy as jnp
 
     from acar_jax.models.detector import create_model  # noqa: PLC0415
-    from acar_jax.models.heads import roi_features  # noqa: PLC0415
+    from acar_jax.models.head_layers import roi_features  # noqa: PLC0415
 
     config = get_config()
     height, width, t = int(config.synthetic.height), int(config.synthetic.width), int(config.data.num_frames)

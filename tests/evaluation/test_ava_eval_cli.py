@@ -1,4 +1,4 @@
-"""`python -m acar_jax.ava_eval` as a user runs it (a subprocess per input): bad input gives one line
+"""`python -m acar_jax.evaluation.ava_metric` as a user runs it (a subprocess per input): bad input gives one line
 `error: <file>:<line>: ...` on stderr, exit status 1 and no traceback; what the official evaluator accepts
 (trailing blank lines, detections of classes outside the label map, no detections) is accepted, with a counted
 one-line warning where the result is probably not what was meant."""
@@ -30,7 +30,7 @@ def _cli(tmp_path: Path, gt: str = GT, det: str = DET, label_map: str | None = N
         (tmp_path / "excl.csv").write_text(excl)
         args += ["-e", str(tmp_path / "excl.csv")]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", "acar_jax.ava_eval", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "acar_jax.evaluation.ava_metric", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -75,7 +75,7 @@ def test_missing_file_is_named(tmp_path):
     proc = _cli(tmp_path)
     (tmp_path / "det.csv").unlink()
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-m", "acar_jax.ava_eval", "-g", str(tmp_path / "gt.csv"), "-d",
+    proc = subprocess.run([sys.executable, "-m", "acar_jax.evaluation.ava_metric", "-g", str(tmp_path / "gt.csv"), "-d",
                            str(tmp_path / "det.csv")], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
     _assert_one_line_error(proc, "det.csv", "No such file")
@@ -86,7 +86,8 @@ def test_binary_file_is_named(tmp_path):
     proc = _cli(tmp_path / "bin", det="")
     (tmp_path / "bin" / "det.csv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-m", "acar_jax.ava_eval", "-g", str(tmp_path / "bin" / "gt.csv"),
+    proc = subprocess.run([sys.executable, "-m", "acar_jax.evaluation.ava_metric",
+                           "-g", str(tmp_path / "bin" / "gt.csv"),
                            "-d", str(tmp_path / "bin" / "det.csv")], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
     _assert_one_line_error(proc, "det.csv", "UTF-8")

@@ -1,4 +1,5 @@
-"""acar_jax.ava_eval: hand-derived AP values, and exact equality (==, ties included) with the official code.
+"""acar_jax.evaluation.ava_metric: hand-derived AP values, and exact equality (==, ties included) with the official
+code.
 
 Oracle for the randomised test: the official ActivityNet code when AVA_OFFICIAL_EVAL_DIR points at a copy
 (ACAR-Net's `calc_mAP.py` + `ava_evaluation/`, or ActivityNet's `get_ava_performance.py` + `ava/`), else

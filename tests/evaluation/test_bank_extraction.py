@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from acar_jax import experiment
-from acar_jax.evaluation import bank_extraction
-from acar_jax.models.acfb import detector_bank_maps
-from acar_jax.training import checkpoints
+from acar_jax.bank import bank_records, extraction
+from acar_jax.bank.entries import detector_bank_maps
+from acar_jax.state import checkpoints
+from acar_jax.training.loop import setup_model_state
 from data_pipelines import bank_files
 from tests.helpers import bank_entry, runs
 
@@ -60,14 +60,14 @@ def test_extraction_resumes_after_kill_and_is_device_count_independent(tmp_path)
 
     # What the bank holds: the restored model's first-order maps, cropped, in float16, for every keyframe.
     config = bank_entry.tiny_config(data, full)
-    model = experiment.setup_model_state(config)
+    model = setup_model_state(config)
     ckpt = checkpoints.Checkpointer(work, every_steps=1, max_to_keep=1)
     model.state = ckpt.restore(model.state)
     ckpt.close()
     net = nnx.merge(model.graphdef, model.state.params, model.state.batch_stats, model.rng_state)
     fn = lambda c, b, v: tuple(np.asarray(x) for x in detector_bank_maps(net, *map(jnp.asarray, (c, b, v))))  # noqa
-    records = bank_extraction.bank_records(config.data, "val", "gt")
-    want = bank_extraction.extract_video(records, config.data, fn, batch_size=2, scale=64)
+    records = bank_records.bank_records(config.data, "val", "gt")
+    want = extraction.extract_video(records, config.data, fn, batch_size=2, scale=64)
     got = bank_files.BankReader(os.path.join(full, "val_s64")).read_video(records[0].video_id)
     assert sorted(got) == [r.timestamp for r in records]
     for e in want:
@@ -88,9 +88,9 @@ def test_detections_csv_with_missing_seconds_is_named(tmp_path):
     config.data.label_map = "labels.pbtxt"
     config.data.dataset = "ava"
     with pytest.raises(ValueError, match=r"dets.csv: video 'vidA' has no boxes at seconds \[903, 904\]"):
-        bank_extraction.bank_records(config.data, "val", str(csv))
+        bank_records.bank_records(config.data, "val", str(csv))
     with pytest.raises(FileNotFoundError, match=r"bank.boxes: .*nope.csv: no such detections CSV"):
-        bank_extraction.bank_records(config.data, "val", "nope.csv")
+        bank_records.bank_records(config.data, "val", "nope.csv")
 
 
 def test_cli_extract_bank_without_checkpoint_is_one_line(tmp_path):

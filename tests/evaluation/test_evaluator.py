@@ -4,7 +4,7 @@ boxes), so every expected score is known:
 - a flip-invariant model gives the same scores with and without the flipped view;
 - the fusion is the mean of the LOGITS over the views, then the prediction function (not the mean of scores);
 - an oracle model on GT boxes scores mAP 1.0 (every score is attached to the right box and class);
-- the returned mAP is what `python -m acar_jax.ava_eval` prints for the written CSV, to the last digit;
+- the returned mAP is what `python -m acar_jax.evaluation.ava_metric` prints for the written CSV, to the last digit;
 - the per-process slices of a 2-process run sum to the single-process logits, and a real 2-process JAX run
   (CPU, gloo collectives) writes the same CSV and returns the same mAP on both processes as one process.
 """
@@ -108,7 +108,7 @@ class RecordingWriter:
 
 def _run(cfg, model, tmp_path, writer=None, **data_overrides):
     cfg = _with(cfg, **data_overrides)
-    return evaluator.evaluate_split(cfg, model, str(tmp_path), step=7, writer=writer), cfg
+    return evaluator.Evaluator(cfg, str(tmp_path)).evaluate(model, step=7, writer=writer), cfg
 
 
 def test_csv_rows_are_every_box_times_every_class(config, tmp_path):
@@ -159,7 +159,7 @@ def test_csv_decimals_config_writes_the_references_percent_3f(config, tmp_path):
     full, _ = _run(config, x_model, tmp_path / "full")
     cfg3 = config.copy_and_resolve_references()
     cfg3.eval_csv_decimals = 3
-    rounded = evaluator.evaluate_split(cfg3, x_model, str(tmp_path / "3"), step=7)
+    rounded = evaluator.Evaluator(cfg3, str(tmp_path / "3")).evaluate(x_model, step=7)
     rows_full, rows_3 = _read_csv(full["csv"]), _read_csv(rounded["csv"])
     assert len(rows_full) == len(rows_3)
     assert any(len(r[7].split(".")[-1]) > 3 for r in rows_full), "full precision keeps more than 3 decimals"
@@ -211,7 +211,7 @@ def test_oracle_on_gt_boxes_scores_map_one(config, tmp_path):
         nearest = np.abs(flat[:, None, :] - gt_boxes[None]).sum(-1).argmin(1)
         return (20.0 * gt_labels[nearest] - 10.0).reshape(*boxes.shape[:2], -1)
 
-    metrics = evaluator.evaluate_split(cfg, oracle, str(tmp_path), step=0)
+    metrics = evaluator.Evaluator(cfg, str(tmp_path)).evaluate(oracle, step=0)
     assert metrics["mAP"] == 1.0
 
 
@@ -219,7 +219,7 @@ def test_map_equals_the_cli_on_the_written_csv(config, tmp_path):
     metrics, cfg = _run(config, x_model, tmp_path, eval_flip=True)
     root = pathlib.Path(cfg.data.root)
     out = subprocess.run(
-        [sys.executable, "-m", "acar_jax.ava_eval", "-l", str(root / cfg.data.label_map),
+        [sys.executable, "-m", "acar_jax.evaluation.ava_metric", "-l", str(root / cfg.data.label_map),
          "-g", str(root / cfg.data.val_csv), "-d", metrics["csv"], "-e", str(root / cfg.data.exclusions)],
         cwd=ROOT, capture_output=True, text=True, check=True).stdout
     last = out.strip().splitlines()[-1]
@@ -246,7 +246,7 @@ def test_wrong_logits_shape_is_named(config, tmp_path):
         return np.zeros(boxes.shape[:2] + (3,), np.float32)
 
     with pytest.raises(ValueError, match=r"logits_fn returned shape"):
-        evaluator.evaluate_split(config, bad, str(tmp_path), step=0)
+        evaluator.Evaluator(config, str(tmp_path)).evaluate(bad, step=0)
 
 
 _WORKER = textwrap.dedent("""
@@ -259,7 +259,7 @@ _WORKER = textwrap.dedent("""
     from tests.evaluation import test_evaluator as t
     cfg = t.tiny_config(root)
     cfg.data.eval_flip = True
-    metrics = t.evaluator.evaluate_split(cfg, t.x_model, workdir, step=3)
+    metrics = t.evaluator.Evaluator(cfg, workdir).evaluate(t.x_model, step=3)
     print("METRICS " + json.dumps(metrics))
 """)
 
@@ -271,7 +271,7 @@ def _free_port() -> int:
 
 
 def test_two_jax_processes_give_the_single_process_result(config, tmp_path):
-    single = evaluator.evaluate_split(_with(config, eval_flip=True), x_model, str(tmp_path / "one"), step=3)
+    single = evaluator.Evaluator(_with(config, eval_flip=True), str(tmp_path / "one")).evaluate(x_model, step=3)
     worker = tmp_path / "worker.py"
     worker.write_text(_WORKER)
     port = str(_free_port())

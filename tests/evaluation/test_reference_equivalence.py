@@ -1,5 +1,5 @@
 """End to end against the reference's evaluation: the same JPEG frames on disk, the same detections and the same
-weights give, through `evaluate_split` (our tf.data pipeline, bucketing, jitted model, fusion, CSV writer), the
+weights give, through the `Evaluator` (our tf.data pipeline, bucketing, jitted model, fusion, CSV writer), the
 result CSV the reference's val loop writes (oracle: tests/helpers/reference_val_loop.py over the torch model
 oracle), row for row within each keyframe: boxes to 1e-3, scores to 2e-3 (a '%.3f' rounding step).
 
@@ -24,9 +24,11 @@ from flax import nnx
 from PIL import Image
 
 from acar_jax.evaluation import evaluator
+from acar_jax.interop.torch_reference import heads as torch_heads
+from acar_jax.interop.torch_reference import slowfast as torch_slowfast
 from configs import default
 from data_pipelines import ava_files
-from tests.helpers import reference_val_loop, torch_heads, torch_slowfast
+from tests.helpers import reference_val_loop
 from tests.models.test_detector import abstract_detector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +107,7 @@ def _config(root: Path):
     return cfg
 
 
-def test_evaluate_split_writes_the_reference_val_loops_csv(tmp_path):
+def test_evaluator_writes_the_reference_val_loops_csv(tmp_path):
     root = _data_root(tmp_path)
     cfg = _config(root)
     backbone = torch_slowfast.randomize_(torch_slowfast.from_backbone_config(cfg.model.backbone), 0)
@@ -122,7 +124,7 @@ def test_evaluate_split_writes_the_reference_val_loops_csv(tmp_path):
         assert (np.asarray(valid_hw) == np.asarray(clips.shape[2:4])).all(), "an eval clip was padded"
         return np.asarray(forward(model, *map(jnp.asarray, (clips, boxes, box_mask, valid_hw))))
 
-    metrics = evaluator.evaluate_split(cfg, logits_fn, str(tmp_path / "run"), step=0)
+    metrics = evaluator.Evaluator(cfg, str(tmp_path / "run")).evaluate(logits_fn, step=0)
     # Resized sizes at short side 64: 64x85 (340x453), 64x113 (340x604), 64x64: one program each, both views.
     assert {s[0][2:4] for s in shapes} == {(64, 85), (64, 113), (64, 64)}
     assert len(set(shapes)) == 3

@@ -13,8 +13,11 @@ import os
 import signal
 import sys
 
-from acar_jax import config_files, experiment
-from acar_jax.training import checkpoints
+from acar_jax.bank.extraction import extract_banks
+from acar_jax.launch import config_files
+from acar_jax.launch.prepare import prepare_data
+from acar_jax.state import checkpoints
+from acar_jax.training.loop import setup_model_state
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                       "configs", "default.py")
@@ -37,8 +40,8 @@ def main(argv: list[str]) -> None:
     config = tiny_config(data_root, bank_dir)
     ckpt = checkpoints.Checkpointer(workdir, every_steps=1, max_to_keep=1)
     if ckpt.latest_step() is None:
-        experiment.prepare_data(config)
-        ckpt.save(experiment.setup_model_state(config).state, force=True)
+        prepare_data(config)
+        ckpt.save(setup_model_state(config).state, force=True)
     ckpt.close()
     done = []
 
@@ -47,7 +50,7 @@ def main(argv: list[str]) -> None:
         if kill_after and len(done) >= kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    experiment.extract_banks(config, workdir, after_video=after_video)
+    extract_banks(config, workdir, after_video=after_video)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from flax import nnx
 
+from acar_jax.interop.torch_reference import heads as oracle
 from acar_jax.training import losses
-from tests.helpers import torch_heads as oracle
 
 
 def logit_and_grad_errors(torch_head: torch.nn.Module, flax_head: nnx.Module, forward: Callable, want: torch.Tensor,

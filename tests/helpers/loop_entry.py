@@ -16,7 +16,7 @@ from absl import flags
 from flax import nnx
 
 import run
-from acar_jax.experiment import Hooks, TrainLoop
+from acar_jax.training.loop import Hooks, TrainLoop
 from tests.helpers import tiny_models
 
 _STAND_IN = flags.DEFINE_bool("stand_in", False, "use the tiny stand-in detector and a plain BCE loss")

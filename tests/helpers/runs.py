@@ -82,7 +82,7 @@ def start_until_paused(cmd: list[str], workdir: str, step: int) -> subprocess.Po
 
 def checkpoint_arrays(workdir: str) -> dict[str, np.ndarray]:
     """The latest checkpoint of a run as {"/path/to/leaf": array}: two runs' states compare key by key."""
-    from acar_jax.training import checkpoints  # noqa: PLC0415 (the rest of this module only starts processes)
+    from acar_jax.state import checkpoints  # noqa: PLC0415 (the rest of this module only starts processes)
 
     def flat(tree, prefix=""):
         if isinstance(tree, dict):

@@ -13,9 +13,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from acar_jax import parallel
-from acar_jax.batch import TRAIN_KEYS
+from acar_jax.core import parallel
+from acar_jax.core.batch import TRAIN_KEYS
 from acar_jax.models.layers import Conv3d
+from acar_jax.state import train_state
 from acar_jax.training import optim, train_step
 
 K = 5  # classes
@@ -104,7 +105,7 @@ def run(batches, lrs, *, tx=None, grad_accum_steps=1, dropout=0.0, devices=None,
     mesh = parallel.make_mesh(devices)
     model = TinyDetector(rngs=nnx.Rngs(params=0, dropout=1), dropout=dropout, folded_convs=folded_convs)
     tx = tx if tx is not None else sgd()
-    graphdef, rng_state, state = train_step.create_train_state(model, tx)
+    graphdef, rng_state, state = train_state.create_train_state(model, tx)
     state = parallel.replicate(state, mesh)
     rng_state = parallel.replicate(rng_state, mesh)
     step = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=roi_bce,
@@ -143,8 +144,8 @@ def scenarios() -> dict[str, np.ndarray]:
 def detector_three_steps() -> dict[str, np.ndarray]:
     """3 steps of the real tiny detector (configs/default.py, HR2O dropout off so device count cannot matter)
     with the real loss, batch 8 of [8, 64, 80, 3] clips."""
-    from acar_jax.experiment import config_roi_loss  # noqa: PLC0415
     from acar_jax.models.detector import create_model  # noqa: PLC0415
+    from acar_jax.training.loop import config_roi_loss  # noqa: PLC0415
     from configs import default  # noqa: PLC0415
 
     config = default.get_config()
@@ -155,7 +156,7 @@ def detector_three_steps() -> dict[str, np.ndarray]:
     config.train.optimizer.name = "sgd"
     mesh = parallel.make_mesh()
     tx = optim.gradient_transformation(config.train.optimizer)
-    graphdef, rng_state, state = train_step.create_train_state(create_model(config), tx)
+    graphdef, rng_state, state = train_state.create_train_state(create_model(config), tx)
     state, rng_state = parallel.replicate(state, mesh), parallel.replicate(rng_state, mesh)
     step = train_step.make_train_step(graphdef, tx, mesh, roi_loss_fn=config_roi_loss(config))
     rng = np.random.default_rng(0)
@@ -204,8 +205,8 @@ def small_default_config() -> ml_collections.ConfigDict:
 def write_initial_checkpoint(config: ml_collections.ConfigDict, workdir: str, seed: int = 3) -> None:
     """A run's workdir whose checkpoint holds config's detector at its initialisation (seeded)."""
     from acar_jax.models.detector import create_model  # noqa: PLC0415
-    from acar_jax.training import checkpoints  # noqa: PLC0415
-    _, _, state = train_step.create_train_state(create_model(config, seed=seed),
+    from acar_jax.state import checkpoints  # noqa: PLC0415
+    _, _, state = train_state.create_train_state(create_model(config, seed=seed),
                                                 optim.gradient_transformation(config.train.optimizer))
     ckpt = checkpoints.Checkpointer(workdir, every_steps=1, max_to_keep=1)
     ckpt.save(state, force=True)

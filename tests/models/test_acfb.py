@@ -13,10 +13,12 @@ import pytest
 import torch
 from flax import nnx
 
-from acar_jax.models.acfb import ACFBHead, BankRelation, first_order_maps, flip_maps
-from acar_jax.models.heads import HR2O, _spatial_mask
-from tests.helpers import bank_head_parity, torch_acfb
-from tests.helpers import torch_heads as oracle
+from acar_jax.interop.torch_reference import acfb as torch_acfb
+from acar_jax.interop.torch_reference import heads as oracle
+from acar_jax.models.acar_head import HR2O, first_order_maps
+from acar_jax.models.acfb_head import ACFBHead, BankRelation, flip_maps
+from acar_jax.models.head_layers import spatial_mask
+from tests.helpers import bank_head_parity
 from tests.models.test_heads import CF, CS, PADDED_HW, POSE, VALID_HW, K, head_pair, make_batch, to_torch
 
 D = 16                        # hidden_dim
@@ -103,7 +105,7 @@ def test_block_with_own_maps_as_bank_equals_hr2o_oracle():
     _, t_maps = torch_head.first_order([to_torch(slow), to_torch(fast)], rois, roi_ids, sizes)
 
     _, x, eff = first_order_maps(flax_head, *map(jnp.asarray, (slow, fast, boxes, VALID_HW)), PADDED_HW)
-    smask = _spatial_mask(eff, *x.shape[2:4])
+    smask = spatial_mask(eff, *x.shape[2:4])
     got = flax_head.hr2o[0](x, x, smask, jnp.asarray(mask), train=False)
     hr2o = HR2O(D, 3, False, rngs=nnx.Rngs(0))
     nnx.update(hr2o, nnx.state(flax_head.hr2o[0]))
@@ -151,7 +153,7 @@ def test_flipping_bank_with_clip_keeps_locations_aligned():
     x = np.abs(rng.randn(3, 4, *GRID, D)).astype(np.float32)
     bank, bank_mask, _ = make_bank()
     eff = jnp.asarray(EFF)
-    smask = _spatial_mask(eff, *GRID)
+    smask = spatial_mask(eff, *GRID)
     x = np.asarray(x * np.asarray(smask)[:, None, :, :, None])
     run = nnx.jit(lambda blk, a, bk: blk(a, bk, smask, jnp.asarray(bank_mask), train=False))
     base = np.asarray(run(block, jnp.asarray(x), jnp.asarray(bank)))

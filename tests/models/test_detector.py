@@ -15,9 +15,11 @@ import pytest
 import torch  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from acar_jax.interop.torch_reference import heads as torch_heads  # noqa: E402
+from acar_jax.interop.torch_reference import slowfast as torch_slowfast
 from acar_jax.models.detector import ACARDetector  # noqa: E402
-from configs.default import get_config, get_model_config  # noqa: E402
-from tests.helpers import torch_heads, torch_slowfast  # noqa: E402
+from configs.base import get_model_config  # noqa: E402
+from configs.default import get_config  # noqa: E402
 
 
 def abstract_detector(model_config) -> ACARDetector:

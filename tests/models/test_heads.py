@@ -18,9 +18,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402, N812
 from flax import nnx  # noqa: E402
 
-from acar_jax.models.heads import ACARHead, Conv2d, LinearHead  # noqa: E402
+from acar_jax.interop.torch_reference import heads as oracle  # noqa: E402
+from acar_jax.models.acar_head import ACARHead  # noqa: E402
+from acar_jax.models.head_layers import Conv2d  # noqa: E402
+from acar_jax.models.linear_head import LinearHead  # noqa: E402
 from acar_jax.training import losses  # noqa: E402
-from tests.helpers import torch_heads as oracle  # noqa: E402
 
 CS, CF, K, POSE = 16, 8, 9, 3     # slow / fast channels, classes, pose classes
 FEAT_HW = (8, 12)                 # feature map of a 128 x 192 padded clip (stride 16)

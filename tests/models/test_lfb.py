@@ -14,10 +14,12 @@ import pytest
 import torch
 from flax import nnx
 
-from acar_jax.models.heads import ACARHead, build_head
-from acar_jax.models.lfb import LFBHead, actor_features
-from tests.helpers import bank_head_parity, torch_lfb
-from tests.helpers import torch_heads as oracle
+from acar_jax.interop.torch_reference import heads as oracle
+from acar_jax.interop.torch_reference import lfb as torch_lfb
+from acar_jax.models.acar_head import ACARHead, actor_features
+from acar_jax.models.heads import build_head
+from acar_jax.models.lfb_head import LFBHead
+from tests.helpers import bank_head_parity
 from tests.models.test_heads import CF, CS, PADDED_HW, POSE, VALID_HW, K, make_batch, to_torch
 
 R, D = 32, 16                 # reduce_dim (bank entry width), hidden_dim
@@ -142,7 +144,7 @@ def test_lfb_inputs_rejected_by_name_and_built_from_the_config():
         head(*base, PADDED_HW, jnp.asarray(bank), jnp.asarray(bank_mask, jnp.float32))
     with pytest.raises(ValueError, match=r"model.head.depth"):
         LFBHead(CS + CF, K, depth=0, rngs=nnx.Rngs(0))
-    model = ml_collections.ConfigDict({"num_classes": K, "head": {
+    model = ml_collections.ConfigDict({"num_classes": K, "dtype": "float32", "head": {
         "type": "lfb", "roi_spatial": 7, "dropout": 0.0, "roi_sampling_ratio": -1, "reduce_dim": R,
         "hidden_dim": D, "depth": 2, "hr2o_dropout": 0.2, "downsample": "max2x2", "kernel_size": 3,
         "mlp_1x1": False}})

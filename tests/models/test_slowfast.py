@@ -15,10 +15,11 @@ import pytest
 import torch  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from acar_jax.interop.torch_reference import slowfast as oracle  # noqa: E402
 from acar_jax.models.layers import torch_style_param_count  # noqa: E402
 from acar_jax.models.slowfast import SlowFast, slow_frame_indices  # noqa: E402
-from configs.default import get_config, get_model_config  # noqa: E402
-from tests.helpers import torch_slowfast as oracle  # noqa: E402
+from configs.base import get_model_config  # noqa: E402
+from configs.default import get_config  # noqa: E402
 
 
 def tiny_config(**overrides):

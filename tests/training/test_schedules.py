@@ -5,7 +5,7 @@ import math
 import pytest
 
 from acar_jax.training import schedules
-from configs import default
+from configs import base as base_config
 
 
 def _expected_step_lr(s: int) -> float:
@@ -31,7 +31,7 @@ def test_step_schedule_equals_reference_at_every_step_of_100():
 
 
 def test_epoch_fields_convert_to_steps_by_truncation_as_the_reference():
-    train = default.get_train_config()
+    train = base_config.get_train_config()
     train.num_epochs = 10.0
     train.schedule.warmup_epochs = 1.0
     train.schedule.milestone_epochs = (6.0, 8.0)
@@ -47,7 +47,7 @@ def test_epoch_fields_convert_to_steps_by_truncation_as_the_reference():
 
 
 def test_step_overrides_epoch_fields():
-    train = default.get_train_config()
+    train = base_config.get_train_config()
     train.num_steps = 55000
     train.schedule.warmup_steps = 9000
     train.schedule.milestone_steps = (51000, 53000)
@@ -82,7 +82,7 @@ def test_bad_schedule_is_named(kwargs, match):
 
 
 def test_linear_scaling_rule_scales_the_rates_by_batch_over_reference():
-    train = default.get_train_config()
+    train = base_config.get_train_config()
     train.scale_lr_with_batch, train.reference_batch_size = True, 32
     train.num_steps = 100
     for batch, base, peak in ((32, 0.008, 0.064), (8, 0.002, 0.016), (64, 0.016, 0.128)):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from acar_jax.core import parallel
 from acar_jax.training import train_step
 from tests.helpers import tiny_models as h
 
@@ -133,11 +134,11 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_params():
 
 
 def test_batch_that_does_not_split_over_devices_is_named():
-    with pytest.raises(train_step.BatchSizeError, match=r"^config.train.batch_size=6 must be a positive multiple "
+    with pytest.raises(parallel.BatchSizeError, match=r"^config.train.batch_size=6 must be a positive multiple "
                                                         r"of the number of devices \(4\) .* = 4; e.g. "
                                                         r"--config.train.batch_size=4 "):
-        train_step.check_batch_size(6, 4, 1)
-    train_step.check_batch_size(8, 4, 2)
+        parallel.check_batch_size(6, 4, 1)
+    parallel.check_batch_size(8, 4, 2)
     assert jnp.zeros(()).dtype == jnp.float32
 
 

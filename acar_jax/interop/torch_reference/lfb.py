@@ -1,4 +1,4 @@
-"""PyTorch oracle of the LFB-style head (acar_jax/models/lfb.py), written from LFB's FBO non-local description
+"""PyTorch oracle of the LFB-style head (acar_jax/models/lfb_head.py), written from LFB's FBO non-local description
 on top of the verified ACAR oracle's actor features.
 
 One keyframe at a time, unpadded: actor features as the ACAR oracle computes them (conv_reduce on the padded map,
@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as tnn
-import torchvision
 
-from tests.helpers.torch_heads import pack_batch
+from acar_jax.interop.torch_reference.heads import classify, reduced_features, run_packed
 
 
 class FeatureBankNL(tnn.Module):
@@ -53,16 +52,7 @@ class TorchLFBHead(tnn.Module):
         self.dp = tnn.Dropout(dropout) if dropout > 0 else None
 
     def actor_features(self, features: list[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
-        h, w = features[0].shape[3:]
-        feats = torch.cat([tnn.AdaptiveAvgPool3d((1, h, w))(f).view(-1, f.shape[1], h, w) for f in features], 1)
-        feats = self.conv_reduce(feats)
-        rois = rois.clone()
-        rois[:, 1] *= w
-        rois[:, 2] *= h
-        rois[:, 3] *= w
-        rois[:, 4] *= h
-        roi_feats = torchvision.ops.roi_align(feats, rois.detach(), (self.roi_spatial, self.roi_spatial))
-        return self.roi_maxpool(roi_feats).view(rois.shape[0], -1)
+        return reduced_features(self, features, rois)[1]
 
     def forward(self, features, rois, roi_ids, banks: list[torch.Tensor]) -> torch.Tensor:
         """banks: per clip its real entries [m_b, R] (m_b may be 0)."""
@@ -77,21 +67,12 @@ class TorchLFBHead(tnn.Module):
             for block in self.fbo:
                 x = block(x, long_term)
             out.append(x)
-        out = torch.cat([torch.relu(self.fc1(actors)), torch.cat(out, 0)], dim=1)
-        if self.dp is not None:
-            out = self.dp(out)
-        return self.fc2(out)
+        return classify(self, actors, torch.cat(out, 0))
 
 
 def run_lfb_oracle(head: TorchLFBHead, slow: torch.Tensor, fast: torch.Tensor, boxes: np.ndarray,
                    box_mask: np.ndarray, valid_hw: np.ndarray, padded_hw: tuple[int, int],
                    banks: list[torch.Tensor]) -> torch.Tensor:
     """Our padded batch + one unpadded bank [m_b, R] per clip -> [B, N, K] (zeros in padded slots)."""
-    b, n = box_mask.shape
-    rois, roi_ids, _, flat = pack_batch(boxes, box_mask, valid_hw, padded_hw)
-    k = head.fc2.out_features
-    if len(flat) == 0:
-        return torch.zeros(b, n, k)
-    out = head([slow, fast], rois, roi_ids, banks)
-    full = torch.zeros(b * n, k, dtype=out.dtype).index_copy(0, torch.from_numpy(flat), out)
-    return full.view(b, n, k)
+    return run_packed(head, boxes, box_mask, valid_hw, padded_hw,
+                      lambda rois, roi_ids, _sizes: head([slow, fast], rois, roi_ids, banks))

@@ -2,8 +2,8 @@
 and neither jax nor acar_jax.
 
   model_dir/saved_model/          signature serving_default(clips, boxes, box_mask, valid_hw) -> {"scores"}:
-                                  acar_jax.serving.scores_fn converted by jax2tf, weights (params, batch
-                                  statistics) as TF variables in saved_model/variables/
+                                  serving.scores_fn converted by jax2tf, weights (params, batch statistics)
+                                  as TF variables in saved_model/variables/
   model_dir/load_saved_model.py   a standalone loader (tensorflow + numpy only): see LOADER below
 
 jax2tf in the pinned jax has one lowering, native serialization: the SavedModel holds the function's StableHLO
@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
 
-from acar_jax.api import Model
-from acar_jax.serving import INPUT_NAMES, input_specs, scores_fn
+from acar_jax.inference.export.serving import INPUT_NAMES, input_specs, scores_fn
+from acar_jax.inference.model import Model
 
 DIRECTORY = "saved_model"
 LOADER_NAME = "load_saved_model.py"

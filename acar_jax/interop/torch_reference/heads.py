@@ -11,7 +11,7 @@ actor-context encoder and HR2O on each clip's real actors only. `run_oracle` tur
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import jax.numpy as jnp
 import numpy as np
@@ -68,15 +68,7 @@ class TorchACARHead(tnn.Module):
     def forward(self, features: list[torch.Tensor], rois: torch.Tensor, roi_ids: list[int],
                 sizes_before_padding: list[tuple[float, float]]) -> torch.Tensor:
         h, w = features[0].shape[3:]
-        feats = torch.cat([tnn.AdaptiveAvgPool3d((1, h, w))(f).view(-1, f.shape[1], h, w) for f in features], 1)
-        feats = self.conv_reduce(feats)
-        rois = rois.clone()
-        rois[:, 1] *= w
-        rois[:, 2] *= h
-        rois[:, 3] *= w
-        rois[:, 4] *= h
-        roi_feats = torchvision.ops.roi_align(feats, rois.detach(), (self.roi_spatial, self.roi_spatial))
-        roi_feats = self.roi_maxpool(roi_feats).view(rois.shape[0], -1)
+        feats, roi_feats = reduced_features(self, features, rois)
         high_order = []
         for idx in range(feats.shape[0]):  # the reference's loop over the clips
             n_rois = roi_ids[idx + 1] - roi_ids[idx]
@@ -90,11 +82,36 @@ class TorchACARHead(tnn.Module):
             x = torch.relu(self.conv2(x))
             x = self.hr2o(self.downsample(x))
             high_order.append(self.gap(x))
-        high_order = torch.cat(high_order, 0).view(rois.shape[0], -1)
-        out = torch.cat([torch.relu(self.fc1(roi_feats)), high_order], dim=1)
-        if self.dp is not None:
-            out = self.dp(out)
-        return self.fc2(out)
+        return classify(self, roi_feats, torch.cat(high_order, 0).view(rois.shape[0], -1))
+
+
+def scaled_rois(rois: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """rois [R, 5] (clip, x1, y1, x2, y2 normalised to the padded frame) -> in feature pixels of an h x w map."""
+    rois = rois.clone()
+    rois[:, 1] *= w
+    rois[:, 2] *= h
+    rois[:, 3] *= w
+    rois[:, 4] *= h
+    return rois
+
+
+def reduced_features(head: tnn.Module, features: list[torch.Tensor], rois: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ACAR head's context and actor features: (conv_reduce of the time-averaged pathways [B, R, h, w],
+    RoIAlign + max pool of it per RoI [num_rois, R])."""
+    h, w = features[0].shape[3:]
+    feats = torch.cat([tnn.AdaptiveAvgPool3d((1, h, w))(f).view(-1, f.shape[1], h, w) for f in features], 1)
+    feats = head.conv_reduce(feats)
+    roi_feats = torchvision.ops.roi_align(feats, scaled_rois(rois, h, w).detach(), (head.roi_spatial, head.roi_spatial))
+    return feats, head.roi_maxpool(roi_feats).view(rois.shape[0], -1)
+
+
+def classify(head: tnn.Module, actors: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+    """ACAR's classifier: fc2(dropout([ReLU(fc1(actor features)), pooled relations]))."""
+    out = torch.cat([torch.relu(head.fc1(actors)), relations], dim=1)
+    if head.dp is not None:
+        out = head.dp(out)
+    return head.fc2(out)
 
 
 class TorchLinearHead(tnn.Module):
@@ -114,12 +131,8 @@ class TorchLinearHead(tnn.Module):
         for f in features:
             c, (h, w) = f.shape[1], f.shape[3:]
             feats = tnn.AdaptiveAvgPool3d((1, h, w))(f).view(-1, c, h, w)
-            r = rois.clone()
-            r[:, 1] *= w
-            r[:, 2] *= h
-            r[:, 3] *= w
-            r[:, 4] *= h
-            pooled = torchvision.ops.roi_align(feats, r.detach(), (self.roi_spatial, self.roi_spatial))
+            pooled = torchvision.ops.roi_align(feats, scaled_rois(rois, h, w).detach(),
+                                               (self.roi_spatial, self.roi_spatial))
             out.append(self.roi_maxpool(pooled).view(-1, c))
         out = torch.cat(out, dim=1)
         if self.dp is not None:
@@ -168,17 +181,25 @@ def pack_batch(boxes: np.ndarray, box_mask: np.ndarray, valid_hw: np.ndarray, pa
     return rois, roi_ids, sizes, np.flatnonzero(box_mask.reshape(-1))
 
 
-def run_oracle(head: tnn.Module, slow: torch.Tensor, fast: torch.Tensor, boxes: np.ndarray, box_mask: np.ndarray,
-               valid_hw: np.ndarray, padded_hw: tuple[int, int]) -> torch.Tensor:
-    """slow/fast NCTHW torch tensors + our padded boxes -> [B, N, K] (zeros in padded slots)."""
+def run_packed(head: tnn.Module, boxes: np.ndarray, box_mask: np.ndarray, valid_hw: np.ndarray,
+               padded_hw: tuple[int, int], forward: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """forward(rois, roi_ids, sizes) -> [num_rois, K] on our padded batch, scattered back to [B, N, K] (zeros in
+    padded slots)."""
     b, n = box_mask.shape
     rois, roi_ids, sizes, flat = pack_batch(boxes, box_mask, valid_hw, padded_hw)
     k = (head.fc2 if hasattr(head, "fc2") else head.fc).out_features
     if len(flat) == 0:
         return torch.zeros(b, n, k)
-    out = head([slow, fast], rois, roi_ids, sizes)
+    out = forward(rois, roi_ids, sizes)
     full = torch.zeros(b * n, k, dtype=out.dtype).index_copy(0, torch.from_numpy(flat), out)
     return full.view(b, n, k)
+
+
+def run_oracle(head: tnn.Module, slow: torch.Tensor, fast: torch.Tensor, boxes: np.ndarray, box_mask: np.ndarray,
+               valid_hw: np.ndarray, padded_hw: tuple[int, int]) -> torch.Tensor:
+    """slow/fast NCTHW torch tensors + our padded boxes -> [B, N, K] (zeros in padded slots)."""
+    return run_packed(head, boxes, box_mask, valid_hw, padded_hw,
+                      lambda rois, roi_ids, sizes: head([slow, fast], rois, roi_ids, sizes))
 
 
 def torch_key_to_nnx_path(key: str) -> tuple[str | int, ...]:

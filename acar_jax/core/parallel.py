@@ -7,7 +7,6 @@ global batch (`shard_batch`) and an identical copy of every replicated tree (`re
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -68,12 +67,3 @@ def check_batch_size(global_batch_size: int, num_devices: int, grad_accum_steps:
             f"({num_devices}) x config.train.grad_accum_steps ({grad_accum_steps}) = {per_step}; e.g. "
             f"--config.train.batch_size={lower} (config.train.scale_lr_with_batch scales the learning rate "
             "with it)")
-
-
-def initialize_distributed(coordinator_address: str = "", num_processes: int = 0, process_id: int = -1) -> None:
-    """jax.distributed.initialize() for multi-host runs: from the arguments when given, else from the cluster
-    environment JAX detects (SLURM, TPU pods, ...). A no-op for a single-process run."""
-    if coordinator_address:
-        jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
-    elif any(k in os.environ for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES")):
-        jax.distributed.initialize()

@@ -6,7 +6,7 @@ serialized with `jax.export` (StableHLO), so that a server runs it with jax alon
                                  preprocessing the clips must have (fps, frames, stride, short side, mean/std)
   model_dir/load_exported.py     a standalone loader (jax + numpy only): see LOADER below
 
-acar_jax/saved_model.py writes the same function as a TF SavedModel (jax2tf) beside it.
+acar_jax/inference/export/saved_model.py writes the same function as a TF SavedModel (jax2tf) beside it.
 
 The scores are `acar_jax.api.Model.predict`'s: the model's logits in inference mode, then the prediction
 function (pose softmax + sigmoid). Shapes are fixed at export except the batch, which may be symbolic.
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export
 
-from acar_jax.api import Model
+from acar_jax.inference.model import Model
 from acar_jax.models.predictions import predict_scores
 
 ARTIFACT = "model.jaxexport"

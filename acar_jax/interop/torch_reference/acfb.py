@@ -14,9 +14,8 @@ import math
 import numpy as np
 import torch
 import torch.nn as tnn
-import torchvision
 
-from tests.helpers.torch_heads import HR2O_NL, TorchACARHead, pack_batch
+from acar_jax.interop.torch_reference.heads import HR2O_NL, TorchACARHead, classify, reduced_features, run_packed
 
 
 class BankNL(HR2O_NL):
@@ -47,15 +46,7 @@ class TorchACFBHead(TorchACARHead):
                     sizes_before_padding: list[tuple[float, float]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(actor features [R, reduce], per clip its first-order maps [n, D, eff_h - 2, eff_w - 2])."""
         h, w = features[0].shape[3:]
-        feats = torch.cat([tnn.AdaptiveAvgPool3d((1, h, w))(f).view(-1, f.shape[1], h, w) for f in features], 1)
-        feats = self.conv_reduce(feats)
-        rois = rois.clone()
-        rois[:, 1] *= w
-        rois[:, 2] *= h
-        rois[:, 3] *= w
-        rois[:, 4] *= h
-        roi_feats = torchvision.ops.roi_align(feats, rois.detach(), (self.roi_spatial, self.roi_spatial))
-        roi_feats = self.roi_maxpool(roi_feats).view(rois.shape[0], -1)
+        feats, roi_feats = reduced_features(self, features, rois)
         maps = []
         for idx in range(feats.shape[0]):
             n_rois = roi_ids[idx + 1] - roi_ids[idx]
@@ -76,22 +67,12 @@ class TorchACFBHead(TorchACARHead):
             for block in self.hr2o:
                 x = block(x, bank)
             high_order.append(self.gap(x))
-        high_order = torch.cat(high_order, 0).view(rois.shape[0], -1)
-        out = torch.cat([torch.relu(self.fc1(roi_feats)), high_order], dim=1)
-        if self.dp is not None:
-            out = self.dp(out)
-        return self.fc2(out)
+        return classify(self, roi_feats, torch.cat(high_order, 0).view(rois.shape[0], -1))
 
 
 def run_acfb_oracle(head: TorchACFBHead, slow: torch.Tensor, fast: torch.Tensor, boxes: np.ndarray,
                     box_mask: np.ndarray, valid_hw: np.ndarray, padded_hw: tuple[int, int],
                     banks: list[torch.Tensor]) -> torch.Tensor:
     """Our padded batch + one unpadded bank [m_b, D, h_b, w_b] per clip -> [B, N, K] (zeros in padded slots)."""
-    b, n = box_mask.shape
-    rois, roi_ids, sizes, flat = pack_batch(boxes, box_mask, valid_hw, padded_hw)
-    k = head.fc2.out_features
-    if len(flat) == 0:
-        return torch.zeros(b, n, k)
-    out = head([slow, fast], rois, roi_ids, sizes, banks)
-    full = torch.zeros(b * n, k, dtype=out.dtype).index_copy(0, torch.from_numpy(flat), out)
-    return full.view(b, n, k)
+    return run_packed(head, boxes, box_mask, valid_hw, padded_hw,
+                      lambda rois, roi_ids, sizes: head([slow, fast], rois, roi_ids, sizes, banks))

@@ -6,7 +6,7 @@ Stages, in order, and where each writes:
   bank_maps    <workdir>/acar/bank   extract_banks of the ACFB head's content (first-order maps)
   acfb         <workdir>             train_and_evaluate(config), initialised from the ACAR checkpoint
   bank_actors  <workdir>/acar/bank   the LFB-style variant's bank (actor features), when a variant reads it
-  <variant>    <workdir>/<stem>      each config file of bank.chain_variants, the same way
+  <variant>    <workdir>/<name>      each config of bank.chain_variants (name -> config), the same way
 Every stage gets the chain config's data, synthetic set and seed. A finished stage writes
 `<workdir>/chain/<stage>.json` (its metrics) last and atomically, so a re-run skips finished stages and never
 takes a half-done one for done: an interrupted stage resumes itself (training from its latest checkpoint,
@@ -21,7 +21,9 @@ import os
 import ml_collections
 from absl import logging
 
-from acar_jax import config_files, experiment
+from acar_jax.bank import extraction
+from acar_jax.bank.inputs import BANK_HEADS, bank_source_config, bank_source_workdir, config_reads_bank
+from acar_jax.training import loop
 
 SOURCE_STAGE = "acar"
 BANK_STAGE = "bank"
@@ -48,7 +50,7 @@ def _stage_config(config: ml_collections.ConfigDict, head: ml_collections.Config
         out[key] = ml_collections.ConfigDict(config[key].to_dict())
     out.seed = int(config.seed)
     out.bank.chain = False
-    out.bank.chain_variants = ()
+    out.bank.chain_variants = ml_collections.ConfigDict()
     out.bank.source_workdir = source_dir
     out.bank.dir = config.bank.dir
     out.bank.source_num_steps = int(config.bank.source_num_steps)
@@ -58,28 +60,24 @@ def _stage_config(config: ml_collections.ConfigDict, head: ml_collections.Config
 
 
 def variant_configs(config: ml_collections.ConfigDict, source_dir: str) -> dict[str, ml_collections.ConfigDict]:
-    """Stage name (the config file's stem) -> stage config, for each file of bank.chain_variants."""
+    """Stage name -> stage config, for each config of bank.chain_variants."""
     out = {}
-    for path in config.bank.chain_variants:
-        resolved = path if os.path.isfile(path) else os.path.join(experiment._PROJECT_ROOT, path)
-        if not os.path.isfile(resolved):
-            raise FileNotFoundError(f"bank.chain_variants: no such config file {path!r}")
-        variant = config_files.load_config(resolved)
-        if not experiment.config_reads_bank(variant):
-            raise ValueError(f"bank.chain_variants: {path} has model.head.type {variant.model.head.type!r}, not a "
-                             f"bank head {experiment.BANK_HEADS}")
-        out[os.path.splitext(os.path.basename(path))[0]] = _stage_config(config, variant, source_dir)
+    for name, variant in config.bank.chain_variants.items():
+        if not config_reads_bank(variant):
+            raise ValueError(f"bank.chain_variants.{name}: model.head.type {variant.model.head.type!r} is not a "
+                             f"bank head {BANK_HEADS}")
+        out[name] = _stage_config(config, variant, source_dir)
     return out
 
 
-def run_chain(config: ml_collections.ConfigDict, workdir: str, *, hooks: experiment.Hooks | None = None) -> dict:
+def run_chain(config: ml_collections.ConfigDict, workdir: str, *, hooks: loop.Hooks | None = None) -> dict:
     """Runs (or finishes) every stage; returns {"<stage>/<metric>": value} of every evaluated stage."""
-    if not experiment.config_reads_bank(config):
+    if not config_reads_bank(config):
         raise ValueError(f"bank.chain: the chain trains a bank head; model.head.type is "
-                         f"{config.model.head.type!r}, expected one of {experiment.BANK_HEADS}")
-    hooks = experiment.Hooks() if hooks is None else hooks
+                         f"{config.model.head.type!r}, expected one of {BANK_HEADS}")
+    hooks = loop.Hooks() if hooks is None else hooks
     workdir = os.path.abspath(workdir)
-    source_dir = experiment.bank_source_workdir(config, workdir)
+    source_dir = bank_source_workdir(config, workdir)
     head = _stage_config(config, config, source_dir)
     variants = variant_configs(config, source_dir)
     results: dict[str, dict] = {}
@@ -101,15 +99,16 @@ def run_chain(config: ml_collections.ConfigDict, workdir: str, *, hooks: experim
         results[name] = metrics
         return True
 
-    source = experiment.bank_source_config(head)
-    stages = [(SOURCE_STAGE, lambda: experiment.train_and_evaluate(source, source_dir, hooks=hooks), True)]
+    source = bank_source_config(head)
+    stages = [(SOURCE_STAGE, lambda: loop.train_and_evaluate(source, source_dir, hooks=hooks), True)]
     for name, head_config in [(HEAD_STAGE, head), *variants.items()]:
         bank_stage = f"{BANK_STAGE}_{head_config.bank.content}"     # each content's bank once, before its head
         if bank_stage not in [s for s, _, _ in stages]:
-            stages.append((bank_stage, lambda c=head_config: experiment.extract_banks(c, workdir, hooks=hooks),
+            stages.append((bank_stage,
+                           lambda c=head_config: extraction.extract_banks(c, workdir, create=hooks.create_model),
                            False))
         head_dir = workdir if name == HEAD_STAGE else os.path.join(workdir, name)
-        stages.append((name, lambda c=head_config, d=head_dir: experiment.train_and_evaluate(c, d, hooks=hooks),
+        stages.append((name, lambda c=head_config, d=head_dir: loop.train_and_evaluate(c, d, hooks=hooks),
                        True))
     for name, run, evaluated in stages:
         if not stage(name, run, evaluated=evaluated):

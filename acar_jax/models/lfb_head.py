@@ -17,29 +17,20 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 
-from acar_jax.batch import check_array
-from acar_jax.models.acfb import ACFBHead
-from acar_jax.models.heads import (
-    ACARHead,
+from acar_jax.core.batch import check_array
+from acar_jax.models.acar_head import actor_features
+from acar_jax.models.head_layers import (
     Conv2d,
     Linear,
-    _dropout,
-    _time_average,
     check_head_inputs,
+    common_head_kwargs,
+    dropout_layer,
     relation_classifier,
-    roi_features,
 )
-
-
-def actor_features(head: nnx.Module, slow: jax.Array, fast: jax.Array, boxes: jax.Array, valid_hw: jax.Array,
-                   padded_hw: tuple[int, int]) -> jax.Array:
-    """ACAR's actor feature: RoIAlign + max over `head.conv_reduce` of the time-averaged pathways -> [B, N, R]."""
-    feats = jnp.concatenate([_time_average(slow, "slow"), _time_average(fast, "fast")], axis=-1)
-    return roi_features(head.conv_reduce(feats), boxes, valid_hw, padded_hw, head.roi_spatial,
-                        head.roi_sampling_ratio)
 
 
 class FeatureBankNL(nnx.Module):
@@ -52,7 +43,7 @@ class FeatureBankNL(nnx.Module):
         self.g = Linear(dim, dim, dtype=dtype, rngs=rngs)
         self.norm = nnx.LayerNorm(dim, epsilon=1e-5, dtype=jnp.float32, rngs=rngs)
         self.out = Linear(dim, dim, dtype=dtype, rngs=rngs)
-        self.dp = _dropout(dropout, rngs)
+        self.dp = dropout_layer(dropout, rngs)
 
     def __call__(self, x: jax.Array, bank: jax.Array, bank_mask: jax.Array, *, train: bool) -> jax.Array:
         """x [B, N, D], bank [B, M, D] (zero in masked slots), bank_mask [B, M] -> [B, N, D]."""
@@ -68,7 +59,8 @@ class FeatureBankNL(nnx.Module):
 class LFBHead(nnx.Module):
     """ACAR's actor features + `depth` FBO non-local blocks over a bank of actor features + ACAR's classifier."""
 
-    reads_bank = True
+    type_name = "lfb"
+    reads_bank = True   # the detector passes each clip's bank window (bank, bank_mask) to this head
 
     def __init__(self, width: int, num_classes: int, *, roi_spatial: int = 7, dropout: float = 0.0,
                  reduce_dim: int = 1024, hidden_dim: int = 512, depth: int = 2, hr2o_dropout: float = 0.2,
@@ -81,12 +73,12 @@ class LFBHead(nnx.Module):
         self.conv_reduce = Conv2d(width, reduce_dim, 1, dtype=dtype, rngs=rngs)
         self.st_proj = Linear(reduce_dim, hidden_dim, dtype=dtype, rngs=rngs)
         self.lt_proj = Linear(reduce_dim, hidden_dim, dtype=dtype, rngs=rngs)
-        self.proj_dp = _dropout(hr2o_dropout, rngs)
+        self.proj_dp = dropout_layer(hr2o_dropout, rngs)
         self.fbo = nnx.List([FeatureBankNL(hidden_dim, dropout=hr2o_dropout, dtype=dtype, rngs=rngs)
                              for _ in range(depth)])
         self.fc1 = Linear(reduce_dim, hidden_dim, dtype=dtype, rngs=rngs)
         self.fc2 = Linear(hidden_dim * 2, num_classes, dtype=dtype, rngs=rngs)
-        self.dp = _dropout(dropout, rngs)
+        self.dp = dropout_layer(dropout, rngs)
 
     def __call__(self, slow: jax.Array, fast: jax.Array, boxes: jax.Array, box_mask: jax.Array,
                  valid_hw: jax.Array, padded_hw: tuple[int, int], bank: jax.Array, bank_mask: jax.Array, *,
@@ -107,14 +99,10 @@ class LFBHead(nnx.Module):
         ones = jnp.ones((b, 1, 1), jnp.float32)           # the classifier's pool over a 1x1 "map" is the identity
         return relation_classifier(self, actors, x[:, :, None, None, :], ones, box_mask, train=train)
 
-
-def detector_bank_actors(model: nnx.Module, clips: jax.Array, boxes: jax.Array, valid_hw: jax.Array
-                         ) -> tuple[jax.Array, jax.Array]:
-    """A trained ACAR detector's LFB-style bank entries for a batch: (actor features [B, N, 1, 1, R] float32,
-    crop [B, 2] of ones: the 1x1 grid every entry sits on)."""
-    if not isinstance(model.head, ACARHead) or isinstance(model.head, ACFBHead):
-        raise ValueError(f"bank extraction needs a detector with an ACAR head (model.head.type='acar'), got "
-                         f"{type(model.head).__name__}")
-    slow, fast = model.backbone(clips)
-    feats = actor_features(model.head, slow, fast, boxes, valid_hw, tuple(clips.shape[2:4]))
-    return feats[:, :, None, None, :].astype(jnp.float32), jnp.ones((clips.shape[0], 2), jnp.int32)
+    @classmethod
+    def from_config(cls, head_config: ml_collections.ConfigDict, width: int, num_classes: int, *,
+                    dtype: jnp.dtype, rngs: nnx.Rngs) -> LFBHead:
+        h = head_config
+        return cls(width, num_classes, reduce_dim=int(h.reduce_dim), hidden_dim=int(h.hidden_dim),
+                   depth=int(h.depth), hr2o_dropout=float(h.hr2o_dropout), **common_head_kwargs(h), dtype=dtype,
+                   rngs=rngs)

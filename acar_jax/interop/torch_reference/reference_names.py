@@ -1,6 +1,6 @@
 """The key layouts of released PyTorch checkpoints, built from live torch modules, for the importer's tests.
 
-Written from the sources' module structure, independently of `acar_jax.torch_import`:
+Written from the sources' module structure, independently of `acar_jax.interop.torch_import`:
 - ACAR-Net (`models/__init__.py`, `models/backbones/__init__.py`, `models/heads/__init__.py`): `AVA_model`
   has `.backbone` and `.head`, each an `AVA_backbone` / `AVA_head` wrapping its network in `.module`; training
   runs under DistributedDataParallel, which adds the outer `module.`. Training checkpoints (`main.py`) are

@@ -1,5 +1,4 @@
-"""Checkpoints: an orbax `CheckpointManager` under `workdir/checkpoints`, init from another checkpoint, and a
-SIGTERM/SIGINT flag the loop checks every step.
+"""Checkpoints: an orbax `CheckpointManager` under `workdir/checkpoints`, and init from another checkpoint.
 
 A checkpoint of step s holds {step, params, batch_stats, opt_state} of the TrainState after s steps. The data
 iterator's state is the step itself (data_pipelines.clips.TrainInput.iterator(start_step=s) replays exactly the
@@ -10,9 +9,8 @@ by the module attribute path, so a mismatch names the parameter; optimiser leave
 
 from __future__ import annotations
 
+import logging as pylogging
 import os
-import signal
-import threading
 
 import jax
 import numpy as np
@@ -21,8 +19,8 @@ from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding
 
-from acar_jax.parallel import global_replica
-from acar_jax.training.train_step import TrainState
+from acar_jax.core.parallel import global_replica
+from acar_jax.state.train_state import TrainState
 
 CHECKPOINT_SUBDIR = "checkpoints"
 BACKBONE_PREFIX = "backbone"   # params under this top-level attribute of the detector are the backbone
@@ -97,6 +95,29 @@ def read_checkpoint(directory: str, step: int | None = None) -> dict:
         return _raw_restore(manager, step)
 
 
+def latest_step(directory: str) -> int | None:
+    """The latest step under a checkpoints directory; None when it holds none or does not exist (creates
+    nothing)."""
+    if not os.path.isdir(directory):
+        return None
+    with ocp.CheckpointManager(os.path.abspath(directory), item_handlers=ocp.StandardCheckpointHandler()) as manager:
+        return manager.latest_step()
+
+
+class _DropOrbaxInfo(pylogging.Filter):
+    """orbax logs every save step at INFO; keep its warnings and errors only."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        return record.levelno >= pylogging.WARNING or "orbax" not in record.pathname
+
+
+def quiet_orbax() -> None:
+    """Drops orbax's per-save INFO lines from the absl log."""
+    handler_logger = pylogging.getLogger("absl")
+    if not any(isinstance(f, _DropOrbaxInfo) for f in handler_logger.filters):
+        handler_logger.addFilter(_DropOrbaxInfo())
+
+
 class Checkpointer:
     """Saves every `every_steps` steps (async), keeps `max_to_keep`, restores the latest."""
 
@@ -162,17 +183,28 @@ def init_from(target: TrainState, path: str, *, scope: str) -> TrainState:
     """
     if scope not in ("full", "backbone", "shared"):
         raise ValueError(f"checkpoint.init_scope must be 'full', 'backbone' or 'shared', got {scope!r}")
+    raw, source = read_latest(path, what="checkpoint.init_from")
+    return _take(target, raw, source, scope)
+
+
+def read_latest(path: str, *, what: str) -> tuple[dict, str]:
+    """(the raw latest checkpoint under `path`, its step directory): `path` is a run's workdir, its
+    `checkpoints` dir or a converted checkpoint; `what` names the setting in the errors."""
     directory = os.path.abspath(path)
     if os.path.isdir(os.path.join(directory, CHECKPOINT_SUBDIR)):
         directory = os.path.join(directory, CHECKPOINT_SUBDIR)
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"checkpoint.init_from: {path} is not a directory")
+        raise FileNotFoundError(f"{what}: {path} is not a directory")
     with ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler()) as manager:
         step = manager.latest_step()
         if step is None:
-            raise FileNotFoundError(f"checkpoint.init_from: no checkpoint steps under {directory}")
+            raise FileNotFoundError(f"{what}: no checkpoint steps under {directory}")
         raw = _raw_restore(manager, step)
-    source = os.path.join(directory, str(step))
+    return raw, os.path.join(directory, str(step))
+
+
+def _take(target: TrainState, raw: dict, source: str, scope: str) -> TrainState:
+    """`target` with the params and statistics of `raw` that `scope` takes (see init_from)."""
     params, stats = nnx.to_pure_dict(target.params), nnx.to_pure_dict(target.batch_stats)
     if scope == "backbone":
         if BACKBONE_PREFIX not in raw["params"]:
@@ -240,32 +272,11 @@ def write_model_checkpoint(directory: str, params: nnx.State, batch_stats: nnx.S
         m.wait_until_finished()
 
 
-def load_model_state(directory: str, params: nnx.State, batch_stats: nnx.State) -> tuple[nnx.State, nnx.State]:
-    """(params, batch_stats) of the latest checkpoint under `directory` checked against the given model state."""
+def load_model_state(directory: str, params: nnx.State, batch_stats: nnx.State
+                     ) -> tuple[nnx.State, nnx.State, int]:
+    """(params, batch_stats, step) of the latest checkpoint under `directory`, every parameter and statistic
+    checked against the given model state; the optimiser state is not read into anything."""
+    raw, source = read_latest(directory, what="checkpoint")
     target = TrainState(step=np.zeros((), np.int32), params=params, batch_stats=batch_stats, opt_state=())
-    state = init_from(target, directory, scope="full")
-    return state.params, state.batch_stats
-
-
-class StopRequest:
-    """Turns SIGTERM / SIGINT into a flag the loop checks each step (it saves and exits cleanly)."""
-
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.signal = signum
-
-    def __bool__(self) -> bool:
-        return self.signal is not None
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+    state = _take(target, raw, source, "full")
+    return state.params, state.batch_stats, int(raw["step"])

@@ -24,46 +24,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 
-from acar_jax.batch import check_array
-from acar_jax.models.boxes import effective_feature_hw
-from acar_jax.models.heads import (
-    HR2O,
-    ACARHead,
-    _spatial_mask,
-    _time_average,
-    check_head_inputs,
-    relation_classifier,
-    roi_features,
-)
-
-
-def first_order_maps(head: ACARHead, slow: jax.Array, fast: jax.Array, boxes: jax.Array, valid_hw: jax.Array,
-                     padded_hw: tuple[int, int]) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """An ACAR head's actor features and first-order maps before its downsampling (what the bank stores).
-
-    Returns (actors [B, N, R], maps [B, N, h-2, w-2, D] zero outside each clip's crop, eff [B, 2] the crop
-    size of the maps). Uses the head's own weights; `head.downsample` is ignored.
-    """
-    feats = jnp.concatenate([_time_average(slow, "slow"), _time_average(fast, "fast")], axis=-1)
-    h, w = feats.shape[1:3]
-    if h < 3 or w < 3:
-        raise ValueError(f"ACFB: the feature map is {h}x{w}, it needs at least 3x3 (padded clips of at least "
-                         f"48x48 pixels at feature stride 16); padded_hw = {tuple(padded_hw)}")
-    context = head.conv_reduce(feats)
-    actors = roi_features(context, boxes, valid_hw, padded_hw, head.roi_spatial, head.roi_sampling_ratio)
-    reduce_dim = context.shape[-1]
-    w1 = head.conv1.kernel[...][0, 0]
-    dt = head.conv1.dtype
-    ctx = context.astype(dt) @ w1[:reduce_dim].astype(dt)
-    act = actors.astype(dt) @ w1[reduce_dim:].astype(dt)
-    x = jax.nn.relu(ctx[:, None] + act[:, :, None, None])
-    x = jax.nn.relu(head.conv2(x))
-    eff = effective_feature_hw(valid_hw, padded_hw, (h, w)) - 2
-    mask = _spatial_mask(eff, *x.shape[2:4])
-    return actors, jnp.where(mask[:, None, :, :, None] > 0, x, 0.0), eff
+from acar_jax.core.batch import check_array
+from acar_jax.models.acar_head import HR2O, ACARHead, first_order_maps
+from acar_jax.models.head_layers import check_head_inputs, common_head_kwargs, relation_classifier, spatial_mask
 
 
 def flip_maps(maps: jax.Array, eff_w: jax.Array) -> jax.Array:
@@ -102,6 +69,7 @@ class BankRelation(HR2O):
 class ACFBHead(ACARHead):
     """ACAR's actor-context encoder (no downsampling) + `depth` bank relation blocks + ACAR's classifier."""
 
+    type_name = "acfb"
     reads_bank = True   # the detector passes each clip's bank window (bank, bank_mask) to this head
 
     def __init__(self, width: int, num_classes: int, *, roi_spatial: int = 7, dropout: float = 0.0,
@@ -129,44 +97,18 @@ class ACFBHead(ACARHead):
                     (b, None, h - 2, w - 2, self.hidden_dim), np.floating)
         check_array(bank_mask, "bank_mask", "[B, M]", tuple(bank.shape[:2]), np.bool_)
         actors, x, eff = first_order_maps(self, slow, fast, boxes, valid_hw, padded_hw)
-        spatial_mask = _spatial_mask(eff, *x.shape[2:4])
+        mask = spatial_mask(eff, *x.shape[2:4])
         for block in self.hr2o:
-            x = block(x, bank, spatial_mask, bank_mask, train=train)
-        return relation_classifier(self, actors, x, spatial_mask, box_mask, train=train)
+            x = block(x, bank, mask, bank_mask, train=train)
+        return relation_classifier(self, actors, x, mask, box_mask, train=train)
 
-
-def detector_bank_maps(model: nnx.Module, clips: jax.Array, boxes: jax.Array, valid_hw: jax.Array
-                       ) -> tuple[jax.Array, jax.Array]:
-    """A trained ACAR detector's bank entries for a batch: (maps [B, N, h-2, w-2, D] float32, crop [B, 2])."""
-    if not isinstance(model.head, ACARHead) or isinstance(model.head, ACFBHead):
-        raise ValueError(f"bank extraction needs a detector with an ACAR head (model.head.type='acar'), got "
-                         f"{type(model.head).__name__}")
-    slow, fast = model.backbone(clips)
-    _, maps, eff = first_order_maps(model.head, slow, fast, boxes, valid_hw, tuple(clips.shape[2:4]))
-    return maps.astype(jnp.float32), eff
-
-
-FEATURE_STRIDE = 16          # SlowFast with res5 dilated: feature map ceil(H / 16) x ceil(W / 16)
-BANK_CONTENTS = ("maps", "actors")
-
-
-def bank_grid_hw(content: str, padded_hw: tuple[int, int]) -> tuple[int, int]:
-    """The grid a batch of padded clips (H, W) needs its bank maps on: "maps" (ACFB) the first-order grid
-    (ceil(H/16) - 2, ceil(W/16) - 2); "actors" (LFB-style, one feature vector per actor) 1 x 1."""
-    if content == "actors":
-        return 1, 1
-    if content != "maps":
-        raise ValueError(f"bank.content: expected one of {BANK_CONTENTS}, got {content!r}")
-    h, w = (-(-int(v) // FEATURE_STRIDE) for v in padded_hw)
-    return h - 2, w - 2
-
-
-def bank_entries_fn(content: str):
-    """(model, clips, boxes, valid_hw) -> (entries [B, N, h, w, D] float32, crop [B, 2]) of a trained ACAR
-    detector for bank.content: first-order maps ("maps") or actor features stored as 1 x 1 maps ("actors")."""
-    if content == "maps":
-        return detector_bank_maps
-    if content == "actors":
-        from acar_jax.models.lfb import detector_bank_actors  # noqa: PLC0415 (the LFB-style variant's)
-        return detector_bank_actors
-    raise ValueError(f"bank.content: expected one of {BANK_CONTENTS}, got {content!r}")
+    @classmethod
+    def from_config(cls, head_config: ml_collections.ConfigDict, width: int, num_classes: int, *,
+                    dtype: jnp.dtype, rngs: nnx.Rngs) -> ACFBHead:
+        h = head_config
+        if h.downsample != "none":
+            raise ValueError(f"model.head.downsample: the ACFB head has no downsampling; set 'none', got "
+                             f"{h.downsample!r}")
+        return cls(width, num_classes, reduce_dim=int(h.reduce_dim), hidden_dim=int(h.hidden_dim),
+                   depth=int(h.depth), kernel_size=int(h.kernel_size), mlp_1x1=bool(h.mlp_1x1),
+                   hr2o_dropout=float(h.hr2o_dropout), **common_head_kwargs(h), dtype=dtype, rngs=rngs)

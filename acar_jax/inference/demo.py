@@ -4,7 +4,7 @@
            with the bundled binary: config.data.fps, height demo.frame_height, from second 0; a temp folder)
   -> keyframes every demo.stride_s seconds (timestamps are seconds of the video, frame t * fps + 1)
   -> person boxes per keyframe: the rows of demo.boxes_csv for this video (AVA proposal format, scores >=
-     demo.box_threshold), else OpenCV's HOG people detector on the keyframe (acar_jax/person_detector.py)
+     demo.box_threshold), else OpenCV's HOG people detector on the keyframe (acar_jax/inference/person_detector.py)
   -> the evaluation path itself (evaluation.evaluator.score_records: the same clip window and edge looping,
      the config's test views, batches of config.eval_batch_size, one compiled shape per size, view fusion and
      the prediction function)
@@ -29,8 +29,8 @@ from flax import nnx
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from acar_jax import api
 from acar_jax.evaluation.evaluator import BoxIndex, score_records, write_results
+from acar_jax.inference.model import load_model
 from acar_jax.models.detector import create_model
 from data_pipelines import ava_files, frame_extraction
 from data_pipelines.frame_index import FrameReadError, ava_keyframe_number, probe_video
@@ -129,8 +129,8 @@ def boxes_from_csv(path: str, video_id: str, timestamps: list[int], threshold: f
 
 def detected_boxes(frames_dir: str, video_id: str, timestamps: list[int], fps: int,
                    threshold: float) -> list[ava_files.AvaBox]:
-    """Person boxes of the built-in detector (acar_jax/person_detector.py) on each keyframe."""
-    from acar_jax import person_detector  # noqa: PLC0415 (OpenCV only when no boxes are given)
+    """Person boxes of the built-in detector (acar_jax/inference/person_detector.py) on each keyframe."""
+    from acar_jax.inference import person_detector  # noqa: PLC0415 (OpenCV only when no boxes are given)
     boxes = []
     for t in tqdm(timestamps, desc="person detector", unit="keyframe"):
         path = os.path.join(frames_dir, frame_extraction.FRAME_PATTERN % ava_keyframe_number(t, 0, fps))
@@ -175,7 +175,7 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str, *,
                             f"{demo.box_threshold if demo.boxes_csv else demo.detector_threshold})")
         boxes = [dataclasses.replace(b, labels=np.zeros(label_map.num_classes, np.float32)) for b in boxes]
         records = ava_files.records_from_boxes(boxes, frames_root, 0, fps, label_map.num_classes)
-        model = api.load_model(config, workdir, create=create)
+        model = load_model(config, workdir, create=create)
         start = time.perf_counter()
         scores, seen = score_records(config, demo_data_config(config, tmp), records,
                                      _progress(model.logits, len(records), len(config.data.eval_scales) *

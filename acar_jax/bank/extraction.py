@@ -1,4 +1,5 @@
-"""Bank extraction: a trained ACAR model over every keyframe of a split, each actor's first-order map saved.
+"""Bank extraction (run.py --mode=extract_bank): a trained ACAR model over every keyframe of a split, each
+actor's entry (bank.content: first-order map or actor feature) saved.
 
   records of the split (boxes from `bank.boxes`: ground truth, or a detections CSV in the AVA proposal format)
   -> per video, the eval input pipeline at the bank's scale, unflipped (every keyframe once, fixed batches)
@@ -12,72 +13,30 @@ run writes exactly what an uninterrupted one would have.
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
 import os
 from collections.abc import Callable, Sequence
 
+import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from flax import nnx
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
+from acar_jax.bank import bank_records, inputs
+from acar_jax.bank.entries import bank_entries_fn
+from acar_jax.core import parallel
+from acar_jax.launch.prepare import prepare_data
+from acar_jax.models.detector import create_model
+from acar_jax.state import checkpoints
+from acar_jax.state.restore import ModelFactory, restore_model
 from data_pipelines import ava_files, bank_files, clips
 from data_pipelines.records import KeyframeRecord
 
 MapsFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def bank_records(data_config: ml_collections.ConfigDict, split: str, boxes: str) -> list[KeyframeRecord]:
-    """The keyframes of `split` with the bank's boxes: "gt" (the split's ground-truth CSV) or the path of a
-    detections CSV in the AVA proposal format (video,timestamp,x1,y1,x2,y2,action,score; kept at >=
-    data.val_proposal_threshold). With a CSV, every second between a video's first and last row must have
-    boxes: the bank feeds windows of consecutive seconds."""
-    data = ml_collections.ConfigDict(data_config.to_dict())
-    data.exclusions = ""                          # the bank covers every keyframe
-    if boxes == "gt":
-        data.train_proposals, data.val_proposals = "", ""
-        return ava_files.load_keyframe_records(data, split)
-    path = ava_files.resolve_path(data.root, boxes)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"bank.boxes: {path}: no such detections CSV (or use 'gt')")
-    data.val_proposals = path
-    records = ava_files.load_keyframe_records(data, "val")
-    seconds: dict[str, set[int]] = collections.defaultdict(set)
-    for r in records:
-        seconds[r.video_id].add(int(r.timestamp))
-    for video, have in sorted(seconds.items()):
-        missing = sorted(set(range(min(have), max(have) + 1)) - have)
-        if missing:
-            raise ValueError(f"{path}: video {video!r} has no boxes at seconds {missing[:20]}"
-                             f"{' ...' if len(missing) > 20 else ''}; the bank needs every second")
-    return records
-
-
-def entry_counts(records: Sequence[KeyframeRecord]) -> dict[str, dict[int, int]]:
-    """video -> timestamp -> the number of entries extraction writes for that keyframe: its boxes whose area
-    clamped to the image is positive (the eval pipeline's rule, transforms.clamp_boxes, in float32)."""
-    out: dict[str, dict[int, int]] = collections.defaultdict(dict)
-    for r in records:
-        b = np.clip(np.asarray(r.boxes, np.float32).reshape(-1, 4), np.float32(0), np.float32(1))
-        area = (b[:, 3] - b[:, 1]) * (b[:, 2] - b[:, 0])
-        out[r.video_id][int(r.timestamp)] = int((area > 0).sum())
-    return dict(out)
-
-
-# How the model runs, not what it computes: not in a fingerprint.
-RUNTIME_MODEL_FIELDS = ("remat", "conv3d", "conv_kernel_grad")
-
-
-def fingerprint(model_config: ml_collections.ConfigDict, params_digest: str, split: str, boxes: str,
-                scale: int, content: str = "maps") -> str:
-    """What identifies a bank: the model (config and weights), the split, the boxes, the scale and what is
-    stored (bank.content: "maps" or "actors")."""
-    model = {k: v for k, v in model_config.to_dict().items() if k not in RUNTIME_MODEL_FIELDS}
-    payload = {"model": model, "params": params_digest, "split": split, "boxes": boxes, "scale": int(scale)}
-    if content != "maps":
-        payload["content"] = content
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def extract_video(records: Sequence[KeyframeRecord], data_config: ml_collections.ConfigDict, maps_fn: MapsFn, *,
@@ -121,3 +80,52 @@ def extract_bank(records: Sequence[KeyframeRecord], data_config: ml_collections.
         if after_video is not None:
             after_video(video)
     return written
+
+
+def extract_banks(config: ml_collections.ConfigDict, workdir: str, *, create: ModelFactory = create_model,
+                  after_video: Callable[[str], None] | None = None) -> dict:
+    """run.py --mode=extract_bank: the latest checkpoint of the source run (inputs.bank_source_workdir), an ACAR
+    model (inputs.bank_source_config), over every keyframe of every (split, scale) in inputs.bank_views,
+    storing bank.content; resumes where a previous run stopped."""
+    workdir = os.path.abspath(workdir)
+    checkpoints.quiet_orbax()
+    entries_fn = bank_entries_fn(str(config.bank.content))
+    source_config = inputs.bank_source_config(config)
+    directory = os.path.join(inputs.bank_source_workdir(config, workdir), checkpoints.CHECKPOINT_SUBDIR)
+    if checkpoints.latest_step(directory) is None:
+        raise FileNotFoundError(f"--mode=extract_bank: no checkpoint in {directory} (bank.source_workdir); train "
+                                "the ACAR model first")
+    restored = restore_model(source_config, directory, create=create)
+    digest = inputs.params_digest(restored.params)
+    prepare_data(config)
+    ava_files.check_data_files(config.data, ("train", "val"))   # the bank reads frames, whatever data.source
+    local = Mesh(np.asarray(jax.local_devices()), (parallel.AXIS,))   # each host runs its own videos
+    weights = jax.device_put(restored.weights, NamedSharding(local, P()))
+    graphdef, split_sharding = restored.graphdef, NamedSharding(local, P(parallel.AXIS))
+
+    @jax.jit
+    def forward(params, batch_stats, rng_state, clip_batch, boxes, valid_hw):
+        net = nnx.merge(graphdef, params, batch_stats, rng_state, copy=True)
+        return entries_fn(net, clip_batch, boxes, valid_hw)
+
+    def maps_fn(clip_batch, boxes, valid_hw):
+        args = [jax.device_put(np.asarray(a), split_sharding) for a in (clip_batch, boxes, valid_hw)]
+        maps, eff = forward(*weights, *args)
+        return np.asarray(maps), np.asarray(eff)
+
+    batch_size = int(config.bank.batch_size) * jax.local_device_count()
+    out = {}
+    for split, scale in inputs.bank_views(config):
+        root = inputs.bank_directory(config, workdir, split, scale)
+        records = bank_records.bank_records(config.data, split, inputs.bank_boxes(config, split))
+        fp = inputs.bank_fingerprint(config, source_config, digest, split, scale)
+        written = extract_bank(
+            records, config.data, maps_fn, root, fingerprint=fp, split=split, dtype=str(config.bank.dtype),
+            batch_size=batch_size, scale=scale, process_index=jax.process_index(),
+            process_count=jax.process_count(), after_video=after_video)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"bank {root}")
+        if jax.process_index() == 0:
+            bank_files.mark_complete(root)
+        out[f"bank/{os.path.basename(root)}"] = f"{root} ({len(written)} videos written now)"
+    return out

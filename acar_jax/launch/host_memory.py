@@ -3,8 +3,9 @@
 Why: XLA:CPU allocates each execution's buffers through malloc, so a train step touches gigabytes of freshly
 mapped 4 KiB pages (page faults, TLB misses). glibc (>= 2.35) backs its allocations with transparent huge pages
 when `GLIBC_TUNABLES` holds `glibc.malloc.hugetlb=1`; glibc reads that variable only when a process starts,
-hence the re-exec. Measured on a 2-core CPU (docs/performance.md "Session 4"): the default job's train step
-359 -> 234 ms, the R50 ACAR step ~4.0 -> 3.2 s. On GPU/TPU hosts it only changes how host memory is mapped.
+hence the re-exec. Measured on a 2-core CPU (docs/performance.md, "Host memory: huge pages"): the default job's
+train step 359 ms without, 234 ms with; the R50 ACAR step ~4.0 s without, 3.2 s with. On GPU/TPU hosts it only
+changes how host memory is mapped.
 `ACAR_JAX_HUGE_PAGES=0` turns it off; a `glibc.malloc.hugetlb` already in `GLIBC_TUNABLES` is left as it is.
 Imports only the standard library: it runs before jax is imported.
 """
