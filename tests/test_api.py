@@ -16,9 +16,10 @@ from acar_jax.models.predictions import predict_scores
 from acar_jax.state import checkpoints, train_state
 from acar_jax.training import optim, train_step
 from configs import default
+from tests.helpers import paths
 from tests.helpers import tiny_models as h
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(paths.REPO)
 
 
 def create_stand_in(config, *, seed=None):

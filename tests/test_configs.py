@@ -5,16 +5,15 @@ configs/AVA/*.yaml, its slowfast.py defaults and the AVA-Kinetics report's train
 
 from __future__ import annotations
 
-import pathlib
-
 import ml_collections
 import pytest
 from absl import flags
 from ml_collections import config_flags
 
 from configs import base
+from tests.helpers import paths
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = paths.REPO
 CONFIG_FILES = sorted(p.name for p in (ROOT / "configs").glob("*.py") if p.name != "__init__.py")
 
 

@@ -12,7 +12,9 @@ import shutil
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import paths
+
+REPO = paths.REPO
 LIBRARY = ("acar_jax", "data_pipelines")
 FLAT_MODULES = {"__init__.py", "api.py"}
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import pathlib
 import tomllib
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import paths
+
+REPO = paths.REPO
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 

@@ -10,7 +10,9 @@ import subprocess
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import paths
+
+REPO = paths.REPO
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".yaml", ".yml", ".json", ".pbtxt", ""}
 # Each pattern is written in two pieces so that this file does not match itself.
 PATTERNS = {

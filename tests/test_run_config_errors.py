@@ -11,9 +11,10 @@ from flax import nnx
 
 from acar_jax.state import checkpoints, train_state
 from acar_jax.training import optim
+from tests.helpers import paths
 from tests.helpers import tiny_models as h
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(paths.REPO)
 
 
 def _run(*args):

@@ -12,8 +12,9 @@ import pytest
 
 from configs.default import get_config
 from data_pipelines import ava_files, frame_index, synthetic
+from tests.helpers import paths
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = str(paths.REPO)
 
 
 def _synth(**overrides):

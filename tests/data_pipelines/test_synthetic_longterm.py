@@ -12,8 +12,9 @@ import pytest
 from configs.default_longterm import get_config
 from data_pipelines import ava_files, frame_index, synthetic
 from data_pipelines import synthetic_longterm as lt
+from tests.helpers import paths
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = str(paths.REPO)
 
 
 def _synth(**overrides):

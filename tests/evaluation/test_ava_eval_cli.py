@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-LABEL_MAP = ROOT / "acar_jax/data/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+from tests.helpers import paths
+
+ROOT = paths.REPO
+LABEL_MAP = paths.AVA_LABEL_MAP
 GT = "vid,0902,0.100,0.100,0.500,0.900,12,0\nvid,0902,0.600,0.100,0.900,0.900,17,1\n"
 DET = "vid,902,0.100,0.100,0.500,0.900,12,0.900\nvid,902,0.600,0.100,0.900,0.900,17,0.800\n"
 

@@ -26,9 +26,10 @@ import pytest
 
 from acar_jax.evaluation import ava_metric
 from acar_jax.evaluation.result_csv import read_evaluator_csv
+from tests.helpers import paths
 
-ROOT = Path(__file__).resolve().parents[2]
-LABEL_MAP = ROOT / "acar_jax/data/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+ROOT = paths.REPO
+LABEL_MAP = paths.AVA_LABEL_MAP
 LABEL_IDS = ava_metric.read_label_map(str(LABEL_MAP)).ids
 FAR = (0.8, 0.8, 0.9, 0.9)   # a box that overlaps none of the boxes below
 

@@ -4,16 +4,16 @@ models, fused CSV end to end."""
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from acar_jax.evaluation import ava_metric, ensemble, report
 from acar_jax.evaluation.result_csv import read_result_csv
+from tests.helpers import paths
 
-ROOT = Path(__file__).resolve().parents[2]
-LABEL_MAP = ROOT / "acar_jax/data/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+ROOT = paths.REPO
+LABEL_MAP = paths.AVA_LABEL_MAP
 CLASS_IDS = tuple(ava_metric.read_label_map(str(LABEL_MAP)).ids)
 
 _spec = importlib.util.spec_from_file_location("ensemble_cli", ROOT / "tools" / "ensemble.py")

@@ -27,17 +27,14 @@ from acar_jax.evaluation import evaluator
 from acar_jax.models.predictions import predict_scores
 from configs import default
 from data_pipelines import ava_files, synthetic
+from tests.helpers import configs, paths
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = paths.REPO
 
 
 def tiny_config(root: str):
     """default.py on a tiny synthetic dataset: 3 val videos x 3 keyframes (one excluded), 9 classes."""
-    cfg = default.get_config()
-    cfg.synthetic.num_train_videos = 1
-    cfg.synthetic.num_val_videos = 3
-    cfg.synthetic.keyframes_per_video = 3
-    cfg.data.root = root
+    cfg = configs.tiny_synthetic(root, num_train_videos=1, num_val_videos=3, keyframes_per_video=3)
     cfg.eval_batch_size = 4
     return cfg
 

@@ -28,11 +28,11 @@ from acar_jax.interop.torch_reference import heads as torch_heads
 from acar_jax.interop.torch_reference import slowfast as torch_slowfast
 from configs import default
 from data_pipelines import ava_files
-from tests.helpers import reference_val_loop
+from tests.helpers import paths, reference_val_loop
 from tests.models.test_detector import abstract_detector
 
-ROOT = Path(__file__).resolve().parents[2]
-LABEL_MAP = ROOT / "acar_jax/data/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+ROOT = paths.REPO
+LABEL_MAP = paths.AVA_LABEL_MAP
 FPS, START = 30, 900
 # video id -> (frame height, width, keyframe seconds); AVA's ids may start with '-' or '_'.
 VIDEOS = {"-4x3video": (340, 453, (902, 903)), "_16x9video": (340, 604, (902,)), "square": (340, 340, (903,))}

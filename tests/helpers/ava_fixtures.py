@@ -6,14 +6,15 @@ import os
 import pathlib
 import shutil
 
-import av
 import numpy as np
 from PIL import Image
 
 from configs import default
+from tests.helpers import paths
+from tests.helpers.videos import write_mp4
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-LABEL_MAP_60 = REPO / "acar_jax" / "data" / "ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+REPO = paths.REPO
+LABEL_MAP_60 = paths.AVA_LABEL_MAP
 
 # Official GT rows: video_id,timestamp,x1,y1,x2,y2,action_id,person_id (one row per action of a box).
 GT_TRAIN = """\
@@ -70,17 +71,7 @@ def write_frames(frames_dir: pathlib.Path, num_frames: int) -> None:
 
 def write_video(path: pathlib.Path, num_frames: int, fps: int = 10, size: tuple[int, int] = (32, 48)) -> None:
     """An mp4 whose frame i is flat grey at level 20 * i (a counter readable after lossy coding)."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.height, stream.width = size
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"qscale": "2"}
-        for i in range(num_frames):
-            img = np.full([*size, 3], min(20 * i, 255), np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_mp4(path, (np.full([*size, 3], min(20 * i, 255), np.uint8) for i in range(num_frames)), fps)
 
 
 def write_ava_root(root: pathlib.Path) -> None:

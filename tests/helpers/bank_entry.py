@@ -14,21 +14,16 @@ import signal
 import sys
 
 from acar_jax.bank.extraction import extract_banks
-from acar_jax.launch import config_files
 from acar_jax.launch.prepare import prepare_data
 from acar_jax.state import checkpoints
 from acar_jax.training.loop import setup_model_state
-
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                      "configs", "default.py")
+from tests.helpers import configs
 
 
 def tiny_config(data_root: str, bank_dir: str):
-    config = config_files.load_config(CONFIG)
-    config.data.root = data_root
-    config.synthetic.num_train_videos, config.synthetic.num_val_videos = 2, 1
-    config.synthetic.keyframes_per_video = 3
-    config.synthetic.height, config.synthetic.width, config.synthetic.relation_gap = 64, 80, 8
+    """The default job on 2 + 1 videos of 3 keyframes at 64 x 80, its banks under `bank_dir`."""
+    config = configs.tiny_synthetic(data_root, num_train_videos=2, num_val_videos=1, keyframes_per_video=3,
+                                    height=64, width=80, relation_gap=8)
     config.data.short_side, config.data.eval_scales = 64, (64,)
     config.bank.dir = bank_dir
     return config

@@ -12,7 +12,9 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import paths
+
+REPO = str(paths.REPO)
 _CACHE_DIR = tempfile.mkdtemp(prefix="acar_jax_test_jit_cache_")   # one per test process, removed at exit
 atexit.register(shutil.rmtree, _CACHE_DIR, True)
 

@@ -192,16 +192,6 @@ if __name__ == "__main__":
         np.savez(sys.argv[1], num_devices=jax.device_count(), **scenarios())
 
 
-def small_default_config() -> ml_collections.ConfigDict:
-    """configs/default.py (tiny SlowFast + ACAR) made smaller still: the real detector at test cost."""
-    from configs import default  # noqa: PLC0415
-    config = default.get_config()
-    config.model.backbone.width = 8
-    config.model.head.reduce_dim = 16
-    config.model.head.hidden_dim = 8
-    return config
-
-
 def write_initial_checkpoint(config: ml_collections.ConfigDict, workdir: str, seed: int = 3) -> None:
     """A run's workdir whose checkpoint holds config's detector at its initialisation (seeded)."""
     from acar_jax.models.detector import create_model  # noqa: PLC0415

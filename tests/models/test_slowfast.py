@@ -22,7 +22,7 @@ from configs.base import get_model_config  # noqa: E402
 from configs.default import get_config  # noqa: E402
 
 
-def tiny_config(**overrides):
+def tiny_backbone(**overrides):
     cfg = get_config().model.backbone
     cfg.update(overrides)
     return cfg
@@ -88,7 +88,7 @@ def test_slow_frame_indices_exhaustive():
 ])
 def test_tiny_parity(full_span, only_conv, kernel):
     """Tiny config (layers 1,1,1,1, width 16, beta 1/4) equals the oracle to 1e-4 on both pathways."""
-    cfg = tiny_config(slow_full_span=full_span, fuse_only_conv=only_conv, fuse_kernel_size=kernel)
+    cfg = tiny_backbone(slow_full_span=full_span, fuse_only_conv=only_conv, fuse_kernel_size=kernel)
     torch_model, flax_model = build_pair(cfg)
     clips = random_clips((2, 8, 64, 96, 3))
     (ts, tf), (js, jf) = run_torch(torch_model, clips), run_flax(flax_model, clips)
@@ -100,7 +100,7 @@ def test_tiny_parity(full_span, only_conv, kernel):
 
 def test_odd_size_feature_rule_and_parity():
     """h, w = ceil(H/16), ceil(W/16) on a 72 x 100 clip (res5 stride 1, dilation 2); equal to the oracle."""
-    torch_model, flax_model = build_pair(tiny_config(), seed=1)
+    torch_model, flax_model = build_pair(tiny_backbone(), seed=1)
     clips = random_clips((1, 8, 72, 100, 3), seed=1)
     (ts, tf), (js, jf) = run_torch(torch_model, clips), run_flax(flax_model, clips)
     assert js.shape[2:4] == jf.shape[2:4] == (5, 7)
@@ -110,7 +110,7 @@ def test_odd_size_feature_rule_and_parity():
 
 def test_param_count_tiny_equals_torch():
     """nnx.Param count equals torch's sum(p.numel()) (BN scale/bias in, running statistics out)."""
-    cfg = tiny_config()
+    cfg = tiny_backbone()
     n_torch = oracle.torch_param_count(oracle.from_backbone_config(cfg))
     n_flax = torch_style_param_count(nnx.eval_shape(lambda: SlowFast(cfg, rngs=nnx.Rngs(0))))
     print(f"tiny SlowFast backbone parameters: flax {n_flax}, torch {n_torch}")
@@ -119,7 +119,7 @@ def test_param_count_tiny_equals_torch():
 
 def test_bfloat16_close_to_float32():
     """dtype=bf16 keeps params and BN stats f32, computes in bf16, and stays within 5e-2 relative (L2)."""
-    cfg = tiny_config()
+    cfg = tiny_backbone()
     clips = random_clips((1, 8, 32, 48, 3))
     _, f32 = build_pair(cfg)
     _, bf16 = build_pair(cfg, dtype=jnp.bfloat16)
@@ -134,7 +134,7 @@ def test_bfloat16_close_to_float32():
 
 def test_remat_same_output_and_gradient():
     """remat=True rematerialises stages without changing the output or the parameter gradient."""
-    cfg = tiny_config()
+    cfg = tiny_backbone()
     clips = jnp.asarray(random_clips((1, 8, 32, 48, 3)))
 
     def loss(model, x):
@@ -156,7 +156,7 @@ def test_remat_same_output_and_gradient():
 
 def test_bad_inputs_raise_named_errors():
     """Wrong rank, channel count, dtype, frame count and inconsistent width/beta are rejected by name."""
-    model = nnx.eval_shape(lambda: SlowFast(tiny_config(), rngs=nnx.Rngs(0)))  # checks run before compute
+    model = nnx.eval_shape(lambda: SlowFast(tiny_backbone(), rngs=nnx.Rngs(0)))  # checks run before compute
     with pytest.raises(ValueError, match=r"clips: expected (rank 5|shape) \[B, T, H, W, 3\]"):
         model(jnp.zeros((8, 32, 32, 3)))
     with pytest.raises(ValueError, match=r"clips: expected (rank 5|shape) \[B, T, H, W, 3\]"):
@@ -166,9 +166,9 @@ def test_bad_inputs_raise_named_errors():
     with pytest.raises(ValueError, match="clips: T=10"):
         model(jnp.zeros((1, 10, 32, 32, 3)))
     with pytest.raises(ValueError, match="model.backbone.layers"):
-        nnx.eval_shape(lambda: SlowFast(tiny_config(layers=(1, 1, 1)), rngs=nnx.Rngs(0)))
+        nnx.eval_shape(lambda: SlowFast(tiny_backbone(layers=(1, 1, 1)), rngs=nnx.Rngs(0)))
     with pytest.raises(ValueError, match="model.backbone.width/beta"):
-        nnx.eval_shape(lambda: SlowFast(tiny_config(width=16, beta=0.3), rngs=nnx.Rngs(0)))
+        nnx.eval_shape(lambda: SlowFast(tiny_backbone(width=16, beta=0.3), rngs=nnx.Rngs(0)))
 
 
 def _full_parity(cfg, name):

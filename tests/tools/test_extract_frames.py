@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import ava_fixtures as fx
+from tests.helpers.videos import write_mp4
 
 TOOL = fx.REPO / "tools" / "extract_frames.py"
 _spec = importlib.util.spec_from_file_location("extract_frames", TOOL)
@@ -99,20 +100,12 @@ def test_video_id(name, expected):
 
 def _counter_video(path, num_frames: int, fps: int) -> None:
     """Frame i: red level 20 * i mod 240 (a counter), a green bar 3 * i px wide (detail for the scaler)."""
-    import av
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.height, stream.width = 90, 160
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"qscale": "2"}
-        for i in range(num_frames):
-            img = np.zeros([90, 160, 3], np.uint8)
-            img[..., 0] = 20 * i % 240
-            img[:, :3 * i, 1] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    def frame(i: int) -> np.ndarray:
+        img = np.zeros([90, 160, 3], np.uint8)
+        img[..., 0] = 20 * i % 240
+        img[:, :3 * i, 1] = 255
+        return img
+    write_mp4(path, (frame(i) for i in range(num_frames)), fps)
 
 
 def _jpegs(folder) -> list[str]:

@@ -4,13 +4,14 @@ re-run without rewriting it, and refuses another sampling in the same folder wit
 from __future__ import annotations
 
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.helpers import paths
+
+ROOT = paths.REPO
 TINY = ("--config.synthetic.num_train_videos=1", "--config.synthetic.num_val_videos=1",
         "--config.synthetic.keyframes_per_video=3", "--config.synthetic.height=64",
         "--config.synthetic.width=80", "--config.synthetic.relation_gap=8")

@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import paths
+
+REPO = str(paths.REPO)
 
 
 @pytest.mark.slow   # a tiny-model step compile plus a PyTorch child: ~40 s on 2 cores

@@ -11,9 +11,10 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
+from tests.helpers import paths
 from tools import sweep
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = paths.REPO
 DEFAULT = str(ROOT / "configs" / "default.py")
 
 

@@ -14,9 +14,10 @@ from flax import nnx
 
 from acar_jax.core import parallel
 from acar_jax.training import train_step
+from tests.helpers import paths
 from tests.helpers import tiny_models as h
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = str(paths.REPO)
 
 
 @pytest.fixture(scope="module")

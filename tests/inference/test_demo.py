@@ -13,9 +13,11 @@ import pytest
 from acar_jax.inference import demo
 from acar_jax.training.evaluate import evaluate_checkpoint
 from data_pipelines import frame_extraction, synthetic
+from tests.helpers import configs, paths
 from tests.helpers import tiny_models as h
+from tests.helpers.videos import write_mp4
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(paths.REPO)
 H, W, FPS = 64, 96, 30
 # two keyframes (seconds 0 and 1), one box each, at different places; the second keyframe has two boxes
 BOXES = {0: [(0.10, 0.10, 0.40, 0.90)], 1: [(0.55, 0.20, 0.90, 0.95), (0.05, 0.30, 0.30, 0.80)]}
@@ -23,18 +25,11 @@ BOXES = {0: [(0.10, 0.10, 0.40, 0.90)], 1: [(0.55, 0.20, 0.90, 0.95), (0.05, 0.3
 
 def _write_video(path, num_frames: int) -> None:
     """Flat grey frames with a dark moving square (something for the model to see)."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.height, stream.width = H, W
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "10"}
-        for i in range(num_frames):
-            img = np.full([H, W, 3], 128, np.uint8)
-            img[20:40, i % 70: i % 70 + 20] = 30
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    def frame(i: int) -> np.ndarray:
+        img = np.full([H, W, 3], 128, np.uint8)
+        img[20:40, i % 70: i % 70 + 20] = 30
+        return img
+    write_mp4(path, (frame(i) for i in range(num_frames)), FPS, codec="libx264", options={"crf": "10"})
 
 
 def _boxes_csv(path, video_id: str) -> None:
@@ -47,7 +42,7 @@ def _boxes_csv(path, video_id: str) -> None:
 def setup(tmp_path_factory):
     """A tiny default-model checkpoint, a 2 s video, its boxes CSV and a data root with the label map."""
     tmp = tmp_path_factory.mktemp("demo")
-    config = h.small_default_config()
+    config = configs.small_detector()
     h.write_initial_checkpoint(config, str(tmp / "run"))
     root = tmp / "data"
     root.mkdir()
@@ -78,7 +73,7 @@ def _rows(path) -> dict[tuple, float]:
 def test_actions_csv_equals_eval_result_csv_on_the_same_frames_and_boxes(demo_run):
     result, config, tmp = demo_run
     # --mode=eval's path on the frames tools/extract_frames.py writes for this video (second 0 = frame 1)
-    eval_config = h.small_default_config()
+    eval_config = configs.small_detector()
     eval_config.data.update(dict(config.data))
     frames = tmp / "data" / "frames" / "clip"
     frames.mkdir(parents=True)
@@ -130,7 +125,7 @@ def test_bad_inputs_name_the_field_file_or_row(setup, tmp_path):
     workdir = str(tmp / "run")
 
     def fails(match, **demo_fields):
-        c = h.small_default_config()
+        c = configs.small_detector()
         c.data.update(dict(config.data))
         c.demo.update({**dict(config.demo), "output_dir": str(tmp_path / "out"), **demo_fields})
         with pytest.raises(ValueError, match=match):
@@ -150,7 +145,7 @@ def test_bad_inputs_name_the_field_file_or_row(setup, tmp_path):
     (tmp_path / "late.csv").write_text("clip,0,0.1,0.1,0.5,0.5,,0.9\nclip,7,0.1,0.1,0.5,0.5,,0.9\n")
     fails("late.csv:2: timestamp 7 of video 'clip' is after the video's last keyframe at second 1",
           boxes_csv=str(tmp_path / "late.csv"))
-    c = h.small_default_config()
+    c = configs.small_detector()
     c.model.head.type = "acfb"
     with pytest.raises(demo.DemoError, match="config.model.head.type 'acfb': the demo runs the heads linear, acar"):
         demo.run_demo(c, workdir)
@@ -179,7 +174,7 @@ def test_without_boxes_the_hog_detector_runs_on_each_keyframe(setup, tmp_path):
     """No boxes CSV: OpenCV's HOG people detector looks at both keyframes; it finds no person on flat grey with
     a square, and the demo says so instead of writing empty outputs."""
     config, tmp = setup
-    c = h.small_default_config()
+    c = configs.small_detector()
     c.data.update(dict(config.data))
     c.demo.update({**dict(config.demo), "boxes_csv": "", "output_dir": str(tmp_path / "out")})
     with pytest.raises(demo.DemoError, match=r"no person boxes at the 2 keyframes of .*clip.mp4 \(score >= 0.5\)"):

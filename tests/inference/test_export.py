@@ -12,15 +12,16 @@ import pytest
 
 from acar_jax import api
 from acar_jax.inference.export import serving
+from tests.helpers import configs, paths
 from tests.helpers import tiny_models as h
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(paths.REPO)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A workdir holding a checkpoint of the default (tiny SlowFast + ACAR) model at its initialisation."""
-    config = h.small_default_config()
+    config = configs.small_detector()
     workdir = str(tmp_path_factory.mktemp("run"))
     h.write_initial_checkpoint(config, workdir)
     return config, workdir

@@ -10,8 +10,9 @@ import textwrap
 import pytest
 
 from acar_jax.launch import host_memory
+from tests.helpers import paths
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(paths.REPO)
 SUPPORTED = host_memory.huge_page_environment({}, host_memory.glibc_version(), host_memory.thp_available()) \
     is not None
 GLIBC = (2, 36)

@@ -21,9 +21,9 @@ import pytest
 
 from configs import ava_slowfast_r50_acar
 from data_pipelines import ava_files, clips
-from tests.helpers import ava_corpus
+from tests.helpers import ava_corpus, paths
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(paths.REPO)
 CONFIG = os.path.join(REPO, "configs", "ava_slowfast_r50_acar.py")
 ONLY_SIZE_STEPS_BATCH_SCALE_INIT = (
     "--config.model.backbone.layers=(1,1,1,1)", "--config.model.backbone.width=8",

@@ -22,6 +22,7 @@ from acar_jax.interop.torch_reference import reference_names as names  # noqa: E
 from acar_jax.interop.torch_reference import slowfast as sf_oracle  # noqa: E402
 from acar_jax.models.slowfast import SlowFast  # noqa: E402
 from configs.default import get_config  # noqa: E402
+from tests.helpers import paths  # noqa: E402
 
 ATOL = 1e-4
 
@@ -408,7 +409,7 @@ def test_cli_refuses_untrusted_pickle_and_occupied_output(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "cfg": _Payload(str(marker))}, str(path))
-    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+    tool = os.path.join(str(paths.REPO), "tools",
                         "convert_torch_checkpoint.py")
     config = os.path.join(os.path.dirname(tool), "..", "configs", "default.py")
     result = subprocess.run([sys.executable, tool, f"--input={path}", f"--config={config}",
@@ -510,8 +511,7 @@ def test_layout_rules(torch_shape, target_shape, expected):
 _CLI_WITH_STAND_IN = """
 import functools
 import sys
-from tests.test_torch_import import create_stand_in
-from acar_jax.state import train_state
+from tests.interop.test_torch_import import create_stand_in
 from tools import convert_torch_checkpoint as tool
 sys.argv = ["convert_torch_checkpoint.py"] + sys.argv[1:]
 tool.app.run(functools.partial(tool.main, create=create_stand_in))
@@ -530,7 +530,7 @@ def test_cli_converts_a_kinetics_backbone(tmp_path):
     cfg = get_config()
     path = tmp_path / "k400.pyth"
     torch.save(names.pyslowfast_checkpoint(torch_backbone(cfg.model.backbone)), str(path))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(paths.REPO)
     result = subprocess.run(
         [sys.executable, "-c", _CLI_WITH_STAND_IN, f"--input={path}", "--config=configs/default.py",
          "--config.model.num_classes=5", f"--output={tmp_path / 'out'}", "--allow_missing=head",
@@ -608,7 +608,7 @@ def test_cli_names_a_file_that_is_not_a_checkpoint(tmp_path, content, trust):
 
     path = tmp_path / "weights.pth"
     path.write_bytes(content)
-    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+    tool = os.path.join(str(paths.REPO), "tools",
                         "convert_torch_checkpoint.py")
     config = os.path.join(os.path.dirname(tool), "..", "configs", "default.py")
     result = subprocess.run([sys.executable, tool, f"--input={path}", f"--config={config}",
