@@ -1,0 +1,1 @@
+"""Inference on trained weights: the Model API, the video demo, person detection and the serving exports."""

@@ -1,0 +1,1 @@
+"""Serving artifacts: a jax.export StableHLO file and a TF SavedModel of the prediction function."""
