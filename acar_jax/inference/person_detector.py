@@ -1,33 +1,52 @@
-"""The demo's built-in person detector: OpenCV's HOG + linear SVM people detector (weights inside OpenCV, no
-download). A weak detector (upright, whole, walking-size people; misses sitting, occluded and small people):
-for real use give the demo better boxes, an AVA proposal CSV (e.g. the released Faster R-CNN detections, or any
-detector's output written as `video_id,timestamp,x1,y1,x2,y2,,score` with timestamps in seconds of the video)
-through config.demo.boxes_csv. Needs `pip install opencv-python-headless` (only for this fallback).
+"""The demo's person detectors behind one interface, chosen by `config.demo.detector`:
+
+  "hog"          OpenCV's HOG + linear SVM people detector (detector_hog.py; weights inside OpenCV, no download;
+                 weak: upright, whole, walking-size people), the default so that nothing downloads;
+  "torchvision"  torchvision's COCO Faster R-CNN R50-FPN (detector_torchvision.py; needs torch, weights from
+                 config.demo.detector_weights or the torch hub cache);
+  "onnx"         a YOLO-style ONNX export run by onnxruntime (detector_onnx.py; the file in detector_weights).
+
+Every detector returns `Detections` (detections.py): normalised x1y1x2y2 boxes in [0, 1] (pixels / image size,
+clamped to the image, boxes with no area left dropped), scores >= config.demo.detector_threshold, greedy NMS at
+config.demo.detector_nms_iou, best first. One convention for all, so a boxes CSV written from any of them
+(tools/detect_persons.py) reads back the same in the demo and in evaluation.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
+import ml_collections
 import numpy as np
 
+from acar_jax.inference.detections import Detections
 
-def detect_people(image: np.ndarray, *, max_side: int = 640) -> list[tuple[np.ndarray, float]]:
-    """(normalised x1y1x2y2 box, SVM score squashed to (0, 1)) of each person found in an RGB uint8 image."""
-    try:
-        import cv2  # noqa: PLC0415
-    except ImportError as e:
-        raise ImportError("the demo's built-in person detector needs OpenCV: pip install opencv-python-headless "
-                          "(or give boxes with config.demo.boxes_csv)") from e
-    h, w = image.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    small = cv2.resize(image, (round(w * scale), round(h * scale))) if scale < 1 else image
-    hog = cv2.HOGDescriptor()
-    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-    rects, weights = hog.detectMultiScale(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), winStride=(8, 8),
-                                          padding=(8, 8), scale=1.05)
-    sh, sw = small.shape[:2]
-    found = []
-    for (x, y, bw, bh), weight in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1),
-                                      strict=True):
-        box = np.clip(np.asarray([x / sw, y / sh, (x + bw) / sw, (y + bh) / sh], np.float64), 0, 1)
-        found.append((box, float(1 / (1 + np.exp(-weight)))))
-    return found
+DETECTORS = ("hog", "torchvision", "onnx")
+
+
+class PersonDetector(Protocol):
+    """RGB uint8 [H, W, 3] image -> Detections (the demo and tools/detect_persons.py call only this)."""
+    name: str
+
+    def detect(self, image: np.ndarray) -> Detections: ...
+
+
+def create_detector(demo: ml_collections.ConfigDict) -> PersonDetector:
+    """The detector named by config.demo.detector, with its threshold and NMS IoU (imports its backend only)."""
+    name = str(demo.detector)
+    threshold, nms_iou = float(demo.detector_threshold), float(demo.detector_nms_iou)
+    if not 0.0 <= nms_iou <= 1.0:
+        raise ValueError(f"config.demo.detector_nms_iou: expected an IoU in [0, 1], got {nms_iou}")
+    if name == "hog":
+        from acar_jax.inference.detector_hog import HogDetector  # noqa: PLC0415 (OpenCV only for this one)
+        return HogDetector(threshold=threshold, nms_iou=nms_iou)
+    if name == "torchvision":
+        from acar_jax.inference.detector_torchvision import TorchvisionDetector  # noqa: PLC0415 (torch: optional)
+        return TorchvisionDetector.from_weights(str(demo.detector_weights), threshold=threshold, nms_iou=nms_iou)
+    if name == "onnx":
+        from acar_jax.inference.detector_onnx import OnnxDetector  # noqa: PLC0415 (onnxruntime: optional)
+        if not demo.detector_weights:
+            raise ValueError("config.demo.detector_weights is empty: the onnx detector needs the path of a "
+                             "YOLO-style .onnx export (docs/serving.md lists the output layouts it reads)")
+        return OnnxDetector(str(demo.detector_weights), threshold=threshold, nms_iou=nms_iou)
+    raise ValueError(f"config.demo.detector: expected one of {', '.join(DETECTORS)}, got {name!r}")
