@@ -5,7 +5,6 @@ the same configured detector to the same actions.csv."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from acar_jax.inference import demo
+from acar_jax.inference import demo, keyframe_detection
 from acar_jax.training.evaluate import evaluate_checkpoint
 from data_pipelines import frame_extraction, synthetic
 from tests.helpers import configs, paths
@@ -22,10 +21,6 @@ from tests.helpers.onnx_models import write_fixed_output_model
 from tests.helpers.videos import write_mp4
 
 TOOL = paths.REPO / "tools" / "detect_persons.py"
-_spec = importlib.util.spec_from_file_location("detect_persons", TOOL)
-detect_persons = importlib.util.module_from_spec(_spec)
-sys.modules["detect_persons"] = detect_persons
-_spec.loader.exec_module(detect_persons)
 
 H, W, FPS = 64, 96, 30
 # YOLO-style [1, N, 6] rows in the 64x64 model input: two people and one box of another class
@@ -92,14 +87,14 @@ def test_resume_skips_keyframes_listed_with_or_without_people(setup, tmp_path):
     out = tmp_path / "boxes.csv"
     out.write_text("clip,0,0.1,0.1,0.5,0.5,,0.9")               # keyframe 0 done (no trailing newline)
     (tmp_path / "boxes.csv.keyframes").write_text("other,3\n")
-    assert detect_persons.detect_persons(config, [config.demo.video], str(out)) == 2
+    assert keyframe_detection.detect_persons(config, [config.demo.video], str(out)) == 2
     lines = out.read_text().splitlines()
     assert lines[0] == "clip,0,0.1,0.1,0.5,0.5,,0.9" and len(lines) == 3
     assert {line.split(",")[1] for line in lines[1:]} == {"1"}
     assert (tmp_path / "boxes.csv.keyframes").read_text() == "other,3\nclip,1\n"
     (tmp_path / "bad.csv").write_text("clip,zero,0.1,0.1,0.5,0.5,,0.9\n")
     with pytest.raises(ValueError, match=r"bad.csv:1: expected video_id,timestamp,"):
-        detect_persons.detect_persons(config, [config.demo.video], str(tmp_path / "bad.csv"))
+        keyframe_detection.detect_persons(config, [config.demo.video], str(tmp_path / "bad.csv"))
 
 
 def test_a_frame_folder_is_read_from_the_configs_start_second(setup, tmp_path):
@@ -111,17 +106,17 @@ def test_a_frame_folder_is_read_from_the_configs_start_second(setup, tmp_path):
     c.data.update(dict(config.data))
     c.demo.update(dict(config.demo))
     c.data.start_second = 900
-    detect_persons.detect_persons(c, [str(frames)], str(tmp_path / "boxes.csv"))
+    keyframe_detection.detect_persons(c, [str(frames)], str(tmp_path / "boxes.csv"))
     assert [line.split(",")[:2] for line in (tmp_path / "boxes.csv").read_text().splitlines()] == \
         [["vid_a", "900"]] * 2 + [["vid_a", "901"]] * 2
     with pytest.raises(FileNotFoundError, match="--input: no such video or frame folder: '/nope.mp4'"):
-        detect_persons.detect_persons(c, ["/nope.mp4"], str(tmp_path / "boxes.csv"))
+        keyframe_detection.detect_persons(c, ["/nope.mp4"], str(tmp_path / "boxes.csv"))
 
 
 def test_the_demo_and_eval_read_the_csv_and_the_demo_detector_gives_the_same_actions(setup, tmp_path):
     config, tmp = setup
     boxes_csv = tmp_path / "boxes.csv"
-    detect_persons.detect_persons(config, [config.demo.video], str(boxes_csv))
+    keyframe_detection.detect_persons(config, [config.demo.video], str(boxes_csv))
     workdir = str(tmp / "run")
 
     def run_demo(**fields):
